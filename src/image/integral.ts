@@ -1,0 +1,116 @@
+import type { RgbImage } from './types.js';
+
+/**
+ * Summed-area table of an RGB image. With it, the mean of any axis-aligned rectangle costs four
+ * reads per channel whatever its size, so every pyramid level and every crop of the MTCNN cascade
+ * is area-averaged (PyTorch's `interpolate(mode="area")`, i.e. adaptive average pooling, which the
+ * reference detector uses) in time proportional to the *output* size.
+ *
+ * Layout: (height + 1) rows of (width + 1) * 3 sums, interleaved RGB; row 0 and column 0 are zero.
+ * Int32 sums (fast small integers in V8) are exact up to 8.4 MP (255 * pixels < 2^31); larger
+ * pictures use Float64, exact to 2^53.
+ */
+export class IntegralImage {
+  width = 0;
+  height = 0;
+  sums: Int32Array | Float64Array = new Int32Array(0);
+  /** Reused index tables for pooling windows. */
+  private xs = new Int32Array(0);
+  private xe = new Int32Array(0);
+  private colInv = new Float64Array(0);
+
+  /** Fills the table from `img`, reusing this object's memory when the size allows. */
+  compute(img: RgbImage): this {
+    const { width: w, height: h, data } = img;
+    const stride = (w + 1) * 3;
+    const needed = (h + 1) * stride;
+    const wide = w * h > 8_000_000;
+    if (this.sums.length < needed || (wide && this.sums instanceof Int32Array) || (!wide && this.sums instanceof Float64Array)) {
+      this.sums = wide ? new Float64Array(needed) : new Int32Array(needed);
+    }
+    const s = this.sums;
+    this.width = w;
+    this.height = h;
+    s.fill(0, 0, stride);
+    let src = 0;
+    for (let y = 0; y < h; y++) {
+      const above = y * stride;
+      const row = above + stride;
+      s[row] = 0;
+      s[row + 1] = 0;
+      s[row + 2] = 0;
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let o = 3; o < stride; o += 3) {
+        r += data[src];
+        g += data[src + 1];
+        b += data[src + 2];
+        src += 3;
+        s[row + o] = s[above + o] + r;
+        s[row + o + 1] = s[above + o + 1] + g;
+        s[row + o + 2] = s[above + o + 2] + b;
+      }
+    }
+    return this;
+  }
+
+  /**
+   * Adaptive-average-pools the source rectangle starting at (x0, y0) of size srcW x srcH (integer
+   * pixel coordinates; parts outside the picture count as black, i.e. zero padding) to outW x outH
+   * and writes it as planar channels at `dst[offset]`, each value mapped to (v - mean) * scale.
+   * `order` picks the output channel order (BGR models get [2, 1, 0]).
+   *
+   * Window of output index i: [floor(i * in / out), ceil((i + 1) * in / out)) as in PyTorch.
+   */
+  poolInto(
+    x0: number,
+    y0: number,
+    srcW: number,
+    srcH: number,
+    outW: number,
+    outH: number,
+    dst: Float32Array,
+    offset: number,
+    mean: number,
+    scale: number,
+  ): void {
+    const s = this.sums;
+    const w = this.width;
+    const h = this.height;
+    const stride = (w + 1) * 3;
+    const plane = outW * outH;
+    if (this.xs.length < outW) {
+      this.xs = new Int32Array(outW);
+      this.xe = new Int32Array(outW);
+    }
+    const xs = this.xs;
+    const xe = this.xe;
+    if (this.colInv.length < outW) this.colInv = new Float64Array(outW);
+    const colInv = this.colInv;
+    const m = mean * scale;
+    for (let j = 0; j < outW; j++) {
+      const a = x0 + Math.floor((j * srcW) / outW);
+      const b = x0 + Math.ceil(((j + 1) * srcW) / outW);
+      colInv[j] = 1 / (b - a);
+      xs[j] = (a < 0 ? 0 : a > w ? w : a) * 3;
+      xe[j] = (b < 0 ? 0 : b > w ? w : b) * 3;
+    }
+    for (let i = 0; i < outH; i++) {
+      const a = y0 + Math.floor((i * srcH) / outH);
+      const b = y0 + Math.ceil(((i + 1) * srcH) / outH);
+      const rowA = (a < 0 ? 0 : a > h ? h : a) * stride;
+      const rowB = (b < 0 ? 0 : b > h ? h : b) * stride;
+      const rowK = scale / (b - a);
+      let o = offset + i * outW;
+      for (let j = 0; j < outW; j++, o++) {
+        const p = xs[j];
+        const q = xe[j];
+        const k = rowK * colInv[j];
+        dst[o] = (s[rowB + q] - s[rowA + q] - s[rowB + p] + s[rowA + p]) * k - m;
+        dst[o + plane] = (s[rowB + q + 1] - s[rowA + q + 1] - s[rowB + p + 1] + s[rowA + p + 1]) * k - m;
+        dst[o + 2 * plane] = (s[rowB + q + 2] - s[rowA + q + 2] - s[rowB + p + 2] + s[rowA + p + 2]) * k - m;
+      }
+    }
+  }
+}

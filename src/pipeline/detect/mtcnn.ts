@@ -1,0 +1,281 @@
+import { performance } from 'node:perf_hooks';
+import { IntegralImage } from '../../image/integral.js';
+import type { Box, Point, RgbImage } from '../../image/types.js';
+import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
+import { nms, regress, square, type Candidate } from './boxes.js';
+import { pyramidLevels } from './pyramid.js';
+
+export interface DetectedFace {
+  /** [x1, y1, x2, y2] in pixels of the input picture. */
+  box: Box;
+  score: number;
+  /** Left eye, right eye, nose, left mouth corner, right mouth corner. */
+  landmarks: Point[];
+}
+
+export interface MtcnnOptions {
+  minFaceSize: number;
+  scaleFactor: number;
+  thresholds: readonly [number, number, number];
+  /**
+   * How R-Net/O-Net crops treat parts of a box outside the picture: 'zero' pads with black (the
+   * original MTCNN), 'clamp' cuts the box at the border and stretches what is left.
+   */
+  cropPadding: 'zero' | 'clamp';
+}
+
+export const MTCNN_DEFAULTS: MtcnnOptions = { minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], cropPadding: 'clamp' };
+
+/** Where detection time goes, accumulated over calls (the benchmark reads it). */
+export interface DetectTimings {
+  calls: number;
+  images: number;
+  totalMs: number;
+  integralMs: number;
+  pyramidMs: number;
+  pnetMs: number;
+  rnetMs: number;
+  onetMs: number;
+  /** Candidates entering R-Net and O-Net, summed. */
+  rnetCandidates: number;
+  onetCandidates: number;
+}
+
+export function emptyDetectTimings(): DetectTimings {
+  return { calls: 0, images: 0, totalMs: 0, integralMs: 0, pyramidMs: 0, pnetMs: 0, rnetMs: 0, onetMs: 0, rnetCandidates: 0, onetCandidates: 0 };
+}
+
+interface Stage2Candidate extends Candidate {
+  image: number;
+  landmarks?: Point[];
+}
+
+// Input normalisation shared by the three nets (manifest: (pixel - 127.5) * 0.0078125).
+const MEAN = 127.5;
+const SCALE = 0.0078125;
+
+/**
+ * MTCNN (Zhang et al. 2016): P-Net over an image pyramid proposes boxes, R-Net refines them,
+ * O-Net scores them and places five landmarks. Several pictures go through together: P-Net runs
+ * one batch per pyramid level for pictures of the same size (video frames of equal-size streams),
+ * and R-Net and O-Net each run one batch holding every candidate of every picture.
+ */
+export class MtcnnDetector {
+  readonly timings: DetectTimings = emptyDetectTimings();
+  private readonly freeIntegrals: IntegralImage[] = [];
+
+  constructor(
+    private readonly pnet: OnnxModel,
+    private readonly rnet: OnnxModel,
+    private readonly onet: OnnxModel,
+    readonly options: MtcnnOptions = MTCNN_DEFAULTS,
+  ) {}
+
+  static async load(runtime: ModelRuntime, options: Partial<MtcnnOptions> = {}): Promise<MtcnnDetector> {
+    const [p, r, o] = await Promise.all([runtime.load('mtcnn-pnet'), runtime.load('mtcnn-rnet'), runtime.load('mtcnn-onet')]);
+    return new MtcnnDetector(p, r, o, { ...MTCNN_DEFAULTS, ...options });
+  }
+
+  async detect(image: RgbImage, options?: Partial<MtcnnOptions>): Promise<DetectedFace[]> {
+    return (await this.detectBatch([image], options))[0];
+  }
+
+  async detectBatch(images: readonly RgbImage[], overrides?: Partial<MtcnnOptions>): Promise<DetectedFace[][]> {
+    const opts = overrides ? { ...this.options, ...overrides } : this.options;
+    const t = this.timings;
+    const start = performance.now();
+    const integrals = images.map(() => this.freeIntegrals.pop() ?? new IntegralImage());
+    try {
+      let mark = performance.now();
+      images.forEach((img, i) => integrals[i].compute(img));
+      t.integralMs += performance.now() - mark;
+
+      const proposals = await this.proposeAll(images, integrals, opts);
+      const refined = await this.refine(proposals, images, integrals, opts);
+      const results = await this.output(refined, images, integrals, opts);
+      t.calls += 1;
+      t.images += images.length;
+      t.totalMs += performance.now() - start;
+      return results;
+    } finally {
+      this.freeIntegrals.push(...integrals);
+    }
+  }
+
+  /** Stage 1: P-Net over the pyramid of every picture; same-size pictures share each batch. */
+  private async proposeAll(images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<Stage2Candidate[]> {
+    const groups = new Map<string, number[]>();
+    images.forEach((img, i) => {
+      const key = `${img.width}x${img.height}`;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    });
+    const out: Stage2Candidate[] = [];
+    for (const members of groups.values()) {
+      const perImage = await this.proposeGroup(members, images[members[0]], integrals, opts);
+      members.forEach((imageIndex, k) => {
+        for (const c of nms(perImage[k], 0.7, 'union')) {
+          regress(c, 0);
+          square(c);
+          out.push({ ...c, image: imageIndex });
+        }
+      });
+    }
+    return out;
+  }
+
+  private async proposeGroup(members: number[], shape: RgbImage, integrals: IntegralImage[], opts: MtcnnOptions): Promise<Candidate[][]> {
+    const t = this.timings;
+    const perImage: Candidate[][] = members.map(() => []);
+    const threshold = opts.thresholds[0];
+    const levels = pyramidLevels(shape.width, shape.height, opts.minFaceSize, opts.scaleFactor);
+    // Each level's P-Net run starts as soon as its input is pooled, so pooling the next level
+    // overlaps with inference on this one; results are read back in level order.
+    const runs: Promise<Record<string, import('../../models/runtime.js').Tensor>>[] = [];
+    const pnetStart = performance.now();
+    let pooling = 0;
+    for (const level of levels) {
+      const mark = performance.now();
+      const plane = level.width * level.height;
+      const batch = new Float32Array(members.length * 3 * plane);
+      members.forEach((imageIndex, k) => {
+        integrals[imageIndex].poolInto(0, 0, shape.width, shape.height, level.width, level.height, batch, k * 3 * plane, MEAN, SCALE);
+      });
+      pooling += performance.now() - mark;
+      runs.push(this.pnet.run(batch, [members.length, 3, level.height, level.width]));
+    }
+    const outputs = await Promise.all(runs);
+    t.pyramidMs += pooling;
+    t.pnetMs += performance.now() - pnetStart - pooling;
+    levels.forEach((level, li) => {
+      const out = outputs[li];
+      const prob = out.prob.data as Float32Array;
+      const reg = out.reg.data as Float32Array;
+      const [, , oh, ow] = out.prob.dims as number[];
+      const cells = oh * ow;
+      const inv = Math.fround(level.scale);
+      for (let k = 0; k < members.length; k++) {
+        const probBase = (k * 2 + 1) * cells;
+        const regBase = k * 4 * cells;
+        const found: Candidate[] = [];
+        for (let cell = 0; cell < cells; cell++) {
+          const score = prob[probBase + cell];
+          if (score < threshold) continue;
+          const i = (cell / ow) | 0;
+          const j = cell - i * ow;
+          // The reference computes these in float32; fround keeps borderline floors identical.
+          found.push({
+            x1: Math.floor(Math.fround((2 * j + 1) / inv)),
+            y1: Math.floor(Math.fround((2 * i + 1) / inv)),
+            x2: Math.floor(Math.fround((2 * j + 12) / inv)),
+            y2: Math.floor(Math.fround((2 * i + 12) / inv)),
+            score,
+            dx1: reg[regBase + cell],
+            dy1: reg[regBase + cells + cell],
+            dx2: reg[regBase + 2 * cells + cell],
+            dy2: reg[regBase + 3 * cells + cell],
+          });
+        }
+        if (found.length) perImage[k].push(...nms(found, 0.5, 'union'));
+      }
+    });
+    return perImage;
+  }
+
+  /**
+   * Crops every candidate's (truncated) box from its picture and area-resizes it to size x size
+   * into one batch. Returns the batch and the candidates that produced a crop.
+   */
+  private cropBatch(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], size: number, padding: MtcnnOptions['cropPadding']) {
+    const plane = size * size;
+    const batch = new Float32Array(cands.length * 3 * plane);
+    const used: Stage2Candidate[] = [];
+    for (const c of cands) {
+      const { width: w, height: h } = images[c.image];
+      // 1-based inclusive pixel box, as the reference's pad(): x = trunc(x1) .. ex = trunc(x2).
+      let x = Math.trunc(c.x1);
+      let y = Math.trunc(c.y1);
+      let ex = Math.trunc(c.x2);
+      let ey = Math.trunc(c.y2);
+      if (padding === 'clamp') {
+        if (x < 1) x = 1;
+        if (y < 1) y = 1;
+        if (ex > w) ex = w;
+        if (ey > h) ey = h;
+      }
+      const srcW = ex - x + 1;
+      const srcH = ey - y + 1;
+      if (srcW <= 0 || srcH <= 0) continue;
+      integrals[c.image].poolInto(x - 1, y - 1, srcW, srcH, size, size, batch, used.length * 3 * plane, MEAN, SCALE);
+      used.push(c);
+    }
+    return { batch: used.length === cands.length ? batch : batch.subarray(0, used.length * 3 * plane), used };
+  }
+
+  /** Stage 2: R-Net on every proposal of every picture in one batch. */
+  private async refine(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<Stage2Candidate[]> {
+    if (cands.length === 0) return [];
+    const t = this.timings;
+    const { batch, used } = this.cropBatch(cands, images, integrals, 24, opts.cropPadding);
+    if (used.length === 0) return [];
+    t.rnetCandidates += used.length;
+    const mark = performance.now();
+    const out = await this.rnet.run(batch, [used.length, 3, 24, 24]);
+    t.rnetMs += performance.now() - mark;
+    const prob = out.prob.data as Float32Array;
+    const reg = out.reg.data as Float32Array;
+    const byImage = new Map<number, Stage2Candidate[]>();
+    used.forEach((c, k) => {
+      const score = prob[k * 2 + 1];
+      if (!(score > opts.thresholds[1])) return;
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image };
+      const list = byImage.get(c.image);
+      if (list) list.push(next);
+      else byImage.set(c.image, [next]);
+    });
+    const kept: Stage2Candidate[] = [];
+    for (const list of byImage.values()) {
+      for (const c of nms(list, 0.7, 'union')) {
+        regress(c, 1);
+        square(c);
+        kept.push(c);
+      }
+    }
+    return kept;
+  }
+
+  /** Stage 3: O-Net scores, final regression and landmarks, then NMS by overlap of the smaller box. */
+  private async output(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<DetectedFace[][]> {
+    const results: DetectedFace[][] = images.map(() => []);
+    if (cands.length === 0) return results;
+    const t = this.timings;
+    const { batch, used } = this.cropBatch(cands, images, integrals, 48, opts.cropPadding);
+    if (used.length === 0) return results;
+    t.onetCandidates += used.length;
+    const mark = performance.now();
+    const out = await this.onet.run(batch, [used.length, 3, 48, 48]);
+    t.onetMs += performance.now() - mark;
+    const prob = out.prob.data as Float32Array;
+    const reg = out.reg.data as Float32Array;
+    const lm = out.landmarks.data as Float32Array;
+    const byImage = new Map<number, Stage2Candidate[]>();
+    used.forEach((c, k) => {
+      const score = prob[k * 2 + 1];
+      if (!(score > opts.thresholds[2])) return;
+      const w = c.x2 - c.x1 + 1;
+      const h = c.y2 - c.y1 + 1;
+      const landmarks: Point[] = [];
+      for (let p = 0; p < 5; p++) landmarks.push([w * lm[k * 10 + p] + c.x1 - 1, h * lm[k * 10 + 5 + p] + c.y1 - 1]);
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, landmarks };
+      regress(next, 1);
+      const list = byImage.get(c.image);
+      if (list) list.push(next);
+      else byImage.set(c.image, [next]);
+    });
+    for (const [image, list] of byImage) {
+      results[image] = nms(list, 0.7, 'min+1').map((c) => ({ box: [c.x1, c.y1, c.x2, c.y2], score: c.score, landmarks: c.landmarks! }));
+    }
+    return results;
+  }
+}
