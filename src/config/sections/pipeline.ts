@@ -1,4 +1,65 @@
 import { z } from 'zod';
 
-/** Configuration of src/pipeline (options added by the pipeline module; see schema.ts for conventions). */
-export const pipelineSchema = z.strictObject({}).prefault({});
+const batchSchema = (maxBatch: number, maxDelayMs: number) =>
+  z
+    .strictObject({
+      /** Largest batch sent to the model in one call. */
+      maxBatch: z.int().min(1).max(256).default(maxBatch),
+      /** How long the first queued item may wait for others to join its batch. */
+      maxDelayMs: z.number().min(0).max(1000).default(maxDelayMs),
+    })
+    .prefault({});
+
+/** Configuration of src/pipeline: scheduling, batching, tracking and recognition of live streams. */
+export const pipelineSchema = z
+  .strictObject({
+    /**
+     * Frames inside the pipeline at once, all streams together. Bounds memory and latency; a few
+     * frames are enough to keep the models busy while JavaScript glue runs (2-core machine: 4).
+     */
+    maxInFlight: z.int().min(1).max(64).default(4),
+    /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
+    perStreamInFlight: z.int().min(1).max(8).default(2),
+    /** Live frames older than this when their turn comes are dropped ("too-old"): latency stays bounded. */
+    maxFrameAgeMs: z.number().min(50).max(60_000).default(1500),
+    /** Offline sources (files processed as fast as possible) are paused while this many frames wait. */
+    offlineQueue: z.int().min(1).max(64).default(2),
+    detect: batchSchema(4, 4),
+    embed: batchSchema(32, 4),
+    attributes: batchSchema(32, 4),
+    recognition: z
+      .strictObject({
+        /** Re-recognise a tracked face every N processed frames (1: every frame). */
+        interval: z.int().min(1).max(10_000).default(5),
+        /** Also re-recognise when the face's quality (size x score) grew by this factor over its best so far. */
+        qualityGain: z.number().min(1).default(1.25),
+        /** Faces smaller than this (shorter box side, px) are tracked but not recognised: tiny faces give unreliable embeddings. */
+        minFaceSize: z.number().min(0).default(36),
+        /** Faces with a lower detection score are tracked but not recognised. */
+        minScore: z.number().min(0).max(1).default(0.9),
+      })
+      .prefault({}),
+    /** Re-estimate age and gender of a tracked face every N processed frames. */
+    attributesInterval: z.int().min(1).max(10_000).default(10),
+    tracking: z
+      .strictObject({
+        /** Minimum IoU between a track's predicted box and a detection to continue it. */
+        iouThreshold: z.number().min(0.01).max(0.99).default(0.3),
+        /** A track unseen for more than this many frames ends (1 s at 25 fps). */
+        maxMisses: z.int().min(0).max(10_000).default(25),
+        /** Recent recognitions remembered per track for the identity vote. */
+        voteWindow: z.int().min(1).max(1000).default(10),
+        /** Share of the vote weight the leading identity needs before the track shows its name. */
+        minVoteShare: z.number().min(0).max(1).default(0.5),
+        /**
+         * When a track's new embedding is less similar than this to its previous one, a different
+         * person has taken its place (scene cut, people crossing): the track gets a new id and a
+         * fresh vote. Same-person video frames score well above 0.5 with arcface-mbf-112.
+         */
+        switchSimilarity: z.number().min(-1).max(1).default(0.3),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export type PipelineConfig = z.infer<typeof pipelineSchema>;

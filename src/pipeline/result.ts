@@ -1,0 +1,41 @@
+import type { Box, Point } from '../image/types.js';
+
+/** A face in one processed frame. */
+export interface ResultFace {
+  trackId: number;
+  box: Box;
+  score: number;
+  landmarks: Point[];
+  /** Who the track's votes say this is, or null (unknown, or not yet recognised). */
+  identity: { id: string; name: string; similarity: number } | null;
+  age: number | null;
+  gender: 'male' | 'female' | null;
+}
+
+/** The pipeline's output for one frame of one stream (the WebSocket pushes this object). */
+export interface FrameResult {
+  streamId: string;
+  seq: number;
+  /** Presentation time in seconds, from the stream. */
+  pts: number;
+  /** Epoch ms when the frame was read from ffmpeg. */
+  capturedAt: number;
+  /** Epoch ms when this result was complete. */
+  processedAt: number;
+  width: number;
+  height: number;
+  faces: ResultFace[];
+}
+
+/** What the pipeline needs of a frame (src/ingest's Frame has these fields). */
+export interface PipelineFrame {
+  streamId: string;
+  seq: number;
+  pts: number;
+  capturedAt: number;
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type DropReason = 'stale' | 'too-old' | 'error' | 'stopped';
