@@ -1,0 +1,145 @@
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Frame } from '../src/ingest/frame.js';
+import { dataFile } from './helpers/paths.js';
+import { ingestConfig, isAlive, recordedSource, waitFor, waitForState, type Recorded } from './helpers/ingest.js';
+
+const HAMILTON = dataFile('video', 'hamilton_640x360.mp4');
+const md5 = (b: Uint8Array) => crypto.createHash('md5').update(b).digest('hex');
+
+const open: Recorded[] = [];
+function track(rec: Recorded): Recorded {
+  open.push(rec);
+  return rec;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((r) => r.source.stop()));
+});
+
+describe('file sources', () => {
+  it('delivers every frame of a file byte-identical to ffmpeg’s own decode, then ends as stopped', async () => {
+    // The reference decode (`ffmpeg -i FILE -f rawvideo -pix_fmt rgb24 -`, as in shared/data)
+    // pads the start to a constant rate with 25 copies of the first frame (the video starts at
+    // 0.844 s); ingest passes frames through as they are, so its frame k is the reference's k + 25.
+    const ref = spawnSync('ffmpeg', ['-v', 'error', '-i', HAMILTON, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 2 ** 30 });
+    const frameBytes = 640 * 360 * 3;
+    const refHashes: string[] = [];
+    for (let off = 0; off + frameBytes <= ref.stdout.length; off += frameBytes) refHashes.push(md5(ref.stdout.subarray(off, off + frameBytes)));
+    expect(refHashes).toHaveLength(300);
+
+    const hashes: string[] = [];
+    const rec = track(recordedSource({ id: 'hamilton', url: HAMILTON, realtime: false }, ingestConfig(), (f) => hashes.push(md5(f.data))));
+    rec.source.start();
+    await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+
+    expect(rec.frames).toHaveLength(275);
+    expect(hashes).toEqual(refHashes.slice(25));
+    expect(rec.frames.map((f) => f.seq)).toEqual([...Array(275).keys()]);
+    for (let i = 1; i < rec.frames.length; i++) expect(rec.frames[i].pts).toBeGreaterThan(rec.frames[i - 1].pts);
+    expect(rec.frames[0].pts).toBeCloseTo(0.844, 2);
+    expect(rec.frames.every((f) => f.width === 640 && f.height === 360)).toBe(true);
+    expect(rec.states.map((s) => s.state)).toEqual(['starting', 'live', 'stopped']);
+    expect(rec.source.state).toBe('stopped');
+    expect(rec.source.lastError).toBeUndefined();
+    expect(rec.source.stats).toMatchObject({ framesRead: 275, bytesRead: 275 * frameBytes, restarts: 0, truncatedBytes: 0, decodeErrors: 0 });
+  });
+
+  it('scales down inside ffmpeg keeping the aspect ratio, to even sizes, and thins the rate without duplicates', async () => {
+    const sizes = new Set<string>();
+    const rec = track(recordedSource({ id: 'small', url: HAMILTON, realtime: false, maxWidth: 333, maxHeight: 333, fps: 10 }, ingestConfig(), (f: Frame) => {
+      sizes.add(`${f.width}x${f.height}`);
+      expect(f.data.length).toBe(f.width * f.height * 3);
+    }));
+    rec.source.start();
+    await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+    expect([...sizes]).toHaveLength(1);
+    const [w, h] = [...sizes][0].split('x').map(Number);
+    expect(w).toBeLessThanOrEqual(333);
+    expect(w % 2 + (h % 2)).toBe(0);
+    expect(Math.abs(w / h - 16 / 9)).toBeLessThan(0.02);
+    // 9.1 s of video at 29.97 fps thinned to at most 10 per second: one frame per 0.1 s slot.
+    expect(rec.frames.length).toBeGreaterThanOrEqual(88);
+    expect(rec.frames.length).toBeLessThanOrEqual(93);
+    for (let i = 1; i < rec.frames.length; i++) expect(rec.frames[i].pts - rec.frames[i - 1].pts).toBeGreaterThan(0.06);
+  });
+
+  it('paces a file and a lavfi test source at their native rate, like cameras', async () => {
+    const file = track(recordedSource({ id: 'paced-file', url: HAMILTON }));
+    const lavfi = track(recordedSource({ id: 'paced-lavfi', url: 'lavfi:testsrc2=size=320x240:rate=25' }));
+    file.source.start();
+    lavfi.source.start();
+    await waitFor('3 s of frames from both', () => [file, lavfi].every((r) => r.frames.length > 1 && r.frames.at(-1)!.capturedAt - r.frames[0].capturedAt > 3000), 20_000);
+    const rate = (r: Recorded) => (r.frames.length - 1) / ((r.frames.at(-1)!.capturedAt - r.frames[0].capturedAt) / 1000);
+    // Unpaced, both would run at hundreds of frames per second on this machine.
+    expect(rate(file)).toBeGreaterThan(29.97 * 0.8);
+    expect(rate(file)).toBeLessThan(29.97 * 1.2);
+    expect(rate(lavfi)).toBeGreaterThan(25 * 0.8);
+    expect(rate(lavfi)).toBeLessThan(25 * 1.2);
+    expect(lavfi.frames[0]).toMatchObject({ width: 320, height: 240 });
+  });
+
+  it('loops a file on request: frames keep coming past its end with a time that keeps counting', async () => {
+    const rec = track(recordedSource({ id: 'looped', url: HAMILTON, realtime: false, loop: true, maxWidth: 160 }));
+    rec.source.start();
+    await waitFor('600 frames (more than two passes)', () => rec.frames.length >= 600, 60_000);
+    expect(rec.ended).toBe(0);
+    expect(rec.source.state).toBe('live');
+    expect(rec.frames.slice(0, 600).map((f) => f.seq)).toEqual([...Array(600).keys()]);
+    for (let i = 1; i < 600; i++) expect(rec.frames[i].pts).toBeGreaterThan(rec.frames[i - 1].pts);
+    expect(rec.frames[599].pts).toBeGreaterThan(19);
+  });
+
+  it('pause() holds ffmpeg back without losing a frame; resume() carries on', async () => {
+    let pauseAt: number | undefined = 20;
+    const rec = track(recordedSource({ id: 'offline', url: HAMILTON, realtime: false }, ingestConfig({ stallTimeoutMs: 500 }), (f) => {
+      if (f.seq + 1 === pauseAt) {
+        pauseAt = undefined;
+        rec.source.pause();
+      }
+    }));
+    rec.source.start();
+    await waitFor('20 frames', () => rec.frames.length >= 20, 20_000);
+    const pid = rec.source.stats.pid!;
+    // Longer than the stall watchdog: a paused stream is not stalled.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(rec.frames).toHaveLength(20);
+    expect(rec.source.state).toBe('live');
+    expect(isAlive(pid)).toBe(true);
+    // ffmpeg is blocked on the full pipe, not decoding on into memory: a few frames at most are buffered.
+    expect(rec.source.stats.bytesRead).toBeLessThan(30 * 640 * 360 * 3);
+    rec.source.resume();
+    await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+    expect(rec.frames.map((f) => f.seq)).toEqual([...Array(275).keys()]);
+    expect(rec.source.stats.restarts).toBe(0);
+  });
+
+  it('stop() while paused ends ffmpeg too (a blocked writer is not left hanging)', async () => {
+    const rec = track(recordedSource({ id: 'paused-stop', url: HAMILTON, realtime: false }, ingestConfig(), () => rec.source.pause()));
+    rec.source.start();
+    await waitFor('the first frame', () => rec.frames.length === 1, 20_000);
+    const pid = rec.source.stats.pid!;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(isAlive(pid)).toBe(true);
+    await rec.source.stop();
+    expect(isAlive(pid)).toBe(false);
+    expect(rec.source.state).toBe('stopped');
+    expect(rec.frames).toHaveLength(1);
+  });
+
+  it('stop() kills ffmpeg and resolves once it is gone; no ended event', async () => {
+    const rec = track(recordedSource({ id: 'endless', url: 'lavfi:testsrc2=size=320x240:rate=25' }));
+    rec.source.start();
+    await waitForState(rec, 'live', 15_000);
+    const pid = rec.source.stats.pid!;
+    expect(isAlive(pid)).toBe(true);
+    await rec.source.stop();
+    expect(isAlive(pid)).toBe(false);
+    expect(rec.source.state).toBe('stopped');
+    expect(rec.source.stats.pid).toBeUndefined();
+    expect(rec.ended).toBe(0);
+    const n = rec.frames.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rec.frames).toHaveLength(n);
+  });
+});
