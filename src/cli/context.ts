@@ -7,6 +7,7 @@ import { BUNDLED_MANIFEST, loadManifest } from '../models/manifest.js';
 import { ModelRuntime } from '../models/runtime.js';
 import { ModelStore } from '../models/store.js';
 import { FaceAnalyzer } from '../pipeline/analyzer.js';
+import { MtcnnDetector } from '../pipeline/detect/mtcnn.js';
 
 /** Options every command accepts (declared once on the root program). */
 export interface GlobalOptions {
@@ -49,6 +50,7 @@ export class CliContext {
   readonly logger: Logger;
   private runtimePromise?: ModelRuntime;
   private analyzerPromise?: Promise<FaceAnalyzer>;
+  private detectorPromise?: Promise<MtcnnDetector>;
 
   constructor(globals: GlobalOptions, overrides: Record<string, unknown> = {}) {
     const env = { ...process.env };
@@ -74,6 +76,13 @@ export class CliContext {
   analyzer(): Promise<FaceAnalyzer> {
     this.analyzerPromise ??= FaceAnalyzer.create(this.runtime, this.config);
     return this.analyzerPromise;
+  }
+
+  /** The detector alone: `detect` needs neither the embedding nor the attribute models. */
+  detector(): Promise<MtcnnDetector> {
+    const d = this.config.detector;
+    this.detectorPromise ??= MtcnnDetector.load(this.runtime, { minFaceSize: d.minFaceSize, scaleFactor: d.scaleFactor, thresholds: d.thresholds });
+    return this.detectorPromise;
   }
 
   async close(): Promise<void> {

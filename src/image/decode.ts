@@ -62,7 +62,7 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
   if (width * height > limits.maxImagePixels) {
     throw new FacestreamError(
       'IMAGE_TOO_LARGE',
-      `${name} is ${width}x${height} (${(width * height / 1e6).toFixed(1)} MP), over the ${(limits.maxImagePixels / 1e6).toFixed(1)} MP limit`,
+      `${name} is ${width}x${height} (${pixelCount(width * height)}), over the limit of ${pixelCount(limits.maxImagePixels)} (limits.maxImagePixels)`,
       { file: name, width, height, limit: limits.maxImagePixels },
     );
   }
@@ -83,6 +83,11 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
 
 export async function loadImageFile(file: string, limits: ImageLimits): Promise<DecodedImage> {
   return decodeImage(await readImageFile(file, limits), limits, file);
+}
+
+/** Megapixels for camera-size numbers; small limits (tests, tight deployments) in plain pixels. */
+function pixelCount(n: number): string {
+  return n >= 100_000 ? `${(n / 1e6).toFixed(1)} MP` : `${n} pixels`;
 }
 
 function shortSharpMessage(err: unknown): string {

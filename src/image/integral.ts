@@ -32,24 +32,24 @@ export class IntegralImage {
     this.width = w;
     this.height = h;
     s.fill(0, 0, stride);
+    // One running index over the table; the row above is `stride` behind.
     let src = 0;
+    let i = stride;
     for (let y = 0; y < h; y++) {
-      const above = y * stride;
-      const row = above + stride;
-      s[row] = 0;
-      s[row + 1] = 0;
-      s[row + 2] = 0;
+      s[i] = 0;
+      s[i + 1] = 0;
+      s[i + 2] = 0;
+      i += 3;
       let r = 0;
       let g = 0;
       let b = 0;
-      for (let o = 3; o < stride; o += 3) {
+      for (const end = i + w * 3; i < end; i += 3, src += 3) {
         r += data[src];
         g += data[src + 1];
         b += data[src + 2];
-        src += 3;
-        s[row + o] = s[above + o] + r;
-        s[row + o + 1] = s[above + o + 1] + g;
-        s[row + o + 2] = s[above + o + 2] + b;
+        s[i] = s[i - stride] + r;
+        s[i + 1] = s[i + 1 - stride] + g;
+        s[i + 2] = s[i + 2 - stride] + b;
       }
     }
     return this;

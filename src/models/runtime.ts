@@ -6,6 +6,7 @@ import ort from 'onnxruntime-node';
 import type { RuntimeConfig } from '../config/schema.js';
 import { FacestreamError, errorMessage } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
+import { rewritePrelu } from './graph/prelu.js';
 import type { ModelSpec } from './manifest.js';
 import { modelSpec } from './manifest.js';
 import type { ModelStore } from './store.js';
@@ -26,8 +27,21 @@ export interface ModelTiming {
 export type InferenceObserver = (modelId: string, batch: number, ms: number, error?: unknown) => void;
 
 /**
- * One onnxruntime session for one model, shared by every caller (sessions are thread-safe for
- * concurrent runs). Inputs are float32 NCHW batches.
+ * onnxruntime-node runs a session synchronously on the JavaScript thread (its async `run` only
+ * defers the call with setImmediate), so two runs never overlap in one process. Runs are chained
+ * here so that each run's measured time is its own, not that of the runs queued before it, and so
+ * that callers see the true cost of inference (nothing else in the process runs meanwhile).
+ */
+let runTail: Promise<unknown> = Promise.resolve();
+
+function inTurn<T>(fn: () => Promise<T>): Promise<T> {
+  const next = runTail.then(fn);
+  runTail = next.catch(() => undefined);
+  return next;
+}
+
+/**
+ * One onnxruntime session for one model, shared by every caller. Inputs are float32 NCHW batches.
  */
 export class OnnxModel {
   readonly timing: ModelTiming = { calls: 0, items: 0, ms: 0 };
@@ -47,6 +61,10 @@ export class OnnxModel {
   /** Runs one batch; `dims` is [batch, channels, height, width]. */
   async run(data: Float32Array, dims: readonly number[]): Promise<Record<string, Tensor>> {
     const input = new ort.Tensor('float32', data, dims);
+    return inTurn(() => this.runNow(input, dims));
+  }
+
+  private async runNow(input: Tensor, dims: readonly number[]): Promise<Record<string, Tensor>> {
     const start = performance.now();
     try {
       const out = await this.session.run({ [this.spec.input.name]: input });
@@ -177,7 +195,9 @@ export class ModelRuntime {
     const provider = await this.chooseProvider(file);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(file, sessionOptions(this.config, provider));
+      const source = provider === 'cpu' && this.config.rewritePrelu ? await this.rewritten(id, file) : file;
+      const options = sessionOptions(this.config, provider);
+      session = typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options);
     } catch (err) {
       throw new FacestreamError('MODEL_LOAD_FAILED', `could not load model "${id}" from ${file} (${provider}): ${errorMessage(err).split('\n')[0]}`, { model: id, file });
     }
@@ -192,6 +212,23 @@ export class ModelRuntime {
     }
     this.logger.debug({ model: id, provider }, 'model loaded');
     return new OnnxModel(id, spec, provider, session, (...a) => this.observer?.(...a));
+  }
+
+  /**
+   * The model rewritten for onnxruntime's CPU kernels (see graph/prelu.ts), or the file path when
+   * no rule applies. A rewrite that fails is logged and the file is loaded as it is.
+   */
+  private async rewritten(id: string, file: string): Promise<string | Uint8Array> {
+    const bytes = await fs.promises.readFile(file);
+    try {
+      const { model, report } = rewritePrelu(bytes);
+      if (model === bytes) return file;
+      this.logger.debug({ model: id, ...report }, 'model graph rewritten for the CPU provider');
+      return model;
+    } catch (err) {
+      this.logger.warn({ model: id, err: errorMessage(err) }, `model "${id}": graph rewrite failed, loading the file as it is`);
+      return file;
+    }
   }
 
   /** Every model loaded so far, for timing reports. */

@@ -11,8 +11,9 @@ export function analyzeCommand(): Command {
     .option('--pretty', 'indent the JSON')
     .action(async (file: string, opts: { minFace?: number; pretty?: boolean }, cmd: Command) => {
       const ctx = contextFor(cmd, { attributes: { enabled: true }, ...(opts.minFace ? { detector: { minFaceSize: opts.minFace } } : {}) });
-      const analyzer = await ctx.analyzer();
+      // Bad input fails before any model is loaded.
       const image = await loadPicture(ctx, file);
+      const analyzer = await ctx.analyzer();
       const [faces] = await analyzer.analyze([image], { embed: false, attributes: true });
       printJson({ file, width: image.width, height: image.height, faces: faces.map(faceJson) }, opts.pretty);
       await ctx.close();

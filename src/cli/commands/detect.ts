@@ -36,8 +36,9 @@ export function detectCommand(): Command {
       if (opts.minFace !== undefined) detector.minFaceSize = opts.minFace;
       if (opts.scaleFactor !== undefined) detector.scaleFactor = opts.scaleFactor;
       if (opts.thresholds) detector.thresholds = opts.thresholds.split(',').map(Number);
-      const ctx = contextFor(cmd, { detector, attributes: { enabled: false } });
-      const analyzer = await ctx.analyzer();
+      const ctx = contextFor(cmd, { detector });
+      const faceDetector = await ctx.detector();
+      const minScore = ctx.config.detector.minScore;
       const many = images.length > 1;
       if (opts.draw && many) await fs.mkdir(opts.draw, { recursive: true });
       const results: unknown[] = [];
@@ -45,7 +46,7 @@ export function detectCommand(): Command {
       for (const file of images) {
         try {
           const image = await loadPicture(ctx, file);
-          const [faces] = await analyzer.detect([image]);
+          const faces = (await faceDetector.detect(image)).filter((f) => f.score >= minScore);
           const entry: Record<string, unknown> = { file, width: image.width, height: image.height, faces: faces.map(faceJson) };
           if (opts.draw) {
             const target = drawTarget(opts.draw, file, many);

@@ -11,8 +11,8 @@ export function embedCommand(): Command {
     .option('--pretty', 'indent the JSON')
     .action(async (file: string, opts: { model?: string; pretty?: boolean }, cmd: Command) => {
       const ctx = contextFor(cmd, { attributes: { enabled: false }, ...(opts.model ? { embedding: { model: opts.model } } : {}) });
-      const analyzer = await ctx.analyzer();
       const image = await loadPicture(ctx, file);
+      const analyzer = await ctx.analyzer();
       const face = await requireLargestFace(analyzer, image, file);
       printJson({ file, model: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, face: faceJson(face), embedding: face.embedding }, opts.pretty);
       await ctx.close();

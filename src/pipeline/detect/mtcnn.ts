@@ -3,6 +3,7 @@ import { IntegralImage } from '../../image/integral.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
 import { nms, regress, square, type Candidate } from './boxes.js';
+import { BatchBuffers } from './buffers.js';
 import { pyramidLevels } from './pyramid.js';
 
 export interface DetectedFace {
@@ -36,13 +37,17 @@ export interface DetectTimings {
   pnetMs: number;
   rnetMs: number;
   onetMs: number;
+  /** Area-averaging the R-Net and O-Net crops out of the integral image. */
+  cropMs: number;
+  /** Reading candidates out of the nets' outputs, NMS, regression, squaring. */
+  nmsMs: number;
   /** Candidates entering R-Net and O-Net, summed. */
   rnetCandidates: number;
   onetCandidates: number;
 }
 
 export function emptyDetectTimings(): DetectTimings {
-  return { calls: 0, images: 0, totalMs: 0, integralMs: 0, pyramidMs: 0, pnetMs: 0, rnetMs: 0, onetMs: 0, rnetCandidates: 0, onetCandidates: 0 };
+  return { calls: 0, images: 0, totalMs: 0, integralMs: 0, pyramidMs: 0, pnetMs: 0, rnetMs: 0, onetMs: 0, cropMs: 0, nmsMs: 0, rnetCandidates: 0, onetCandidates: 0 };
 }
 
 interface Stage2Candidate extends Candidate {
@@ -63,6 +68,7 @@ const SCALE = 0.0078125;
 export class MtcnnDetector {
   readonly timings: DetectTimings = emptyDetectTimings();
   private readonly freeIntegrals: IntegralImage[] = [];
+  private readonly buffers = new BatchBuffers();
 
   constructor(
     private readonly pnet: OnnxModel,
@@ -85,25 +91,27 @@ export class MtcnnDetector {
     const t = this.timings;
     const start = performance.now();
     const integrals = images.map(() => this.freeIntegrals.pop() ?? new IntegralImage());
+    const borrowed: Float32Array[] = [];
     try {
       let mark = performance.now();
       images.forEach((img, i) => integrals[i].compute(img));
       t.integralMs += performance.now() - mark;
 
-      const proposals = await this.proposeAll(images, integrals, opts);
-      const refined = await this.refine(proposals, images, integrals, opts);
-      const results = await this.output(refined, images, integrals, opts);
+      const proposals = await this.proposeAll(images, integrals, opts, borrowed);
+      const refined = await this.refine(proposals, images, integrals, opts, borrowed);
+      const results = await this.output(refined, images, integrals, opts, borrowed);
       t.calls += 1;
       t.images += images.length;
       t.totalMs += performance.now() - start;
       return results;
     } finally {
       this.freeIntegrals.push(...integrals);
+      this.buffers.give(borrowed);
     }
   }
 
   /** Stage 1: P-Net over the pyramid of every picture; same-size pictures share each batch. */
-  private async proposeAll(images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<Stage2Candidate[]> {
+  private async proposeAll(images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
     const groups = new Map<string, number[]>();
     images.forEach((img, i) => {
       const key = `${img.width}x${img.height}`;
@@ -113,7 +121,8 @@ export class MtcnnDetector {
     });
     const out: Stage2Candidate[] = [];
     for (const members of groups.values()) {
-      const perImage = await this.proposeGroup(members, images[members[0]], integrals, opts);
+      const perImage = await this.proposeGroup(members, images[members[0]], integrals, opts, borrowed);
+      const mark = performance.now();
       members.forEach((imageIndex, k) => {
         for (const c of nms(perImage[k], 0.7, 'union')) {
           regress(c, 0);
@@ -121,24 +130,26 @@ export class MtcnnDetector {
           out.push({ ...c, image: imageIndex });
         }
       });
+      this.timings.nmsMs += performance.now() - mark;
     }
     return out;
   }
 
-  private async proposeGroup(members: number[], shape: RgbImage, integrals: IntegralImage[], opts: MtcnnOptions): Promise<Candidate[][]> {
+  private async proposeGroup(members: number[], shape: RgbImage, integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Candidate[][]> {
     const t = this.timings;
     const perImage: Candidate[][] = members.map(() => []);
     const threshold = opts.thresholds[0];
     const levels = pyramidLevels(shape.width, shape.height, opts.minFaceSize, opts.scaleFactor);
-    // Each level's P-Net run starts as soon as its input is pooled, so pooling the next level
-    // overlaps with inference on this one; results are read back in level order.
+    // All levels are pooled, then run: onnxruntime-node runs on this thread, so there is no
+    // overlap to be had by interleaving (see OnnxModel.run).
     const runs: Promise<Record<string, import('../../models/runtime.js').Tensor>>[] = [];
     const pnetStart = performance.now();
     let pooling = 0;
     for (const level of levels) {
       const mark = performance.now();
       const plane = level.width * level.height;
-      const batch = new Float32Array(members.length * 3 * plane);
+      const batch = this.buffers.take(members.length * 3 * plane);
+      borrowed.push(batch);
       members.forEach((imageIndex, k) => {
         integrals[imageIndex].poolInto(0, 0, shape.width, shape.height, level.width, level.height, batch, k * 3 * plane, MEAN, SCALE);
       });
@@ -148,6 +159,7 @@ export class MtcnnDetector {
     const outputs = await Promise.all(runs);
     t.pyramidMs += pooling;
     t.pnetMs += performance.now() - pnetStart - pooling;
+    const scanStart = performance.now();
     levels.forEach((level, li) => {
       const out = outputs[li];
       const prob = out.prob.data as Float32Array;
@@ -180,6 +192,7 @@ export class MtcnnDetector {
         if (found.length) perImage[k].push(...nms(found, 0.5, 'union'));
       }
     });
+    t.nmsMs += performance.now() - scanStart;
     return perImage;
   }
 
@@ -187,9 +200,10 @@ export class MtcnnDetector {
    * Crops every candidate's (truncated) box from its picture and area-resizes it to size x size
    * into one batch. Returns the batch and the candidates that produced a crop.
    */
-  private cropBatch(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], size: number, padding: MtcnnOptions['cropPadding']) {
+  private cropBatch(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], size: number, padding: MtcnnOptions['cropPadding'], borrowed: Float32Array[]) {
     const plane = size * size;
-    const batch = new Float32Array(cands.length * 3 * plane);
+    const batch = this.buffers.take(cands.length * 3 * plane);
+    borrowed.push(batch);
     const used: Stage2Candidate[] = [];
     for (const c of cands) {
       const { width: w, height: h } = images[c.image];
@@ -214,15 +228,18 @@ export class MtcnnDetector {
   }
 
   /** Stage 2: R-Net on every proposal of every picture in one batch. */
-  private async refine(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<Stage2Candidate[]> {
+  private async refine(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
     if (cands.length === 0) return [];
     const t = this.timings;
-    const { batch, used } = this.cropBatch(cands, images, integrals, 24, opts.cropPadding);
+    let mark = performance.now();
+    const { batch, used } = this.cropBatch(cands, images, integrals, 24, opts.cropPadding, borrowed);
+    t.cropMs += performance.now() - mark;
     if (used.length === 0) return [];
     t.rnetCandidates += used.length;
-    const mark = performance.now();
+    mark = performance.now();
     const out = await this.rnet.run(batch, [used.length, 3, 24, 24]);
     t.rnetMs += performance.now() - mark;
+    mark = performance.now();
     const prob = out.prob.data as Float32Array;
     const reg = out.reg.data as Float32Array;
     const byImage = new Map<number, Stage2Candidate[]>();
@@ -242,20 +259,24 @@ export class MtcnnDetector {
         kept.push(c);
       }
     }
+    t.nmsMs += performance.now() - mark;
     return kept;
   }
 
   /** Stage 3: O-Net scores, final regression and landmarks, then NMS by overlap of the smaller box. */
-  private async output(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions): Promise<DetectedFace[][]> {
+  private async output(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<DetectedFace[][]> {
     const results: DetectedFace[][] = images.map(() => []);
     if (cands.length === 0) return results;
     const t = this.timings;
-    const { batch, used } = this.cropBatch(cands, images, integrals, 48, opts.cropPadding);
+    let mark = performance.now();
+    const { batch, used } = this.cropBatch(cands, images, integrals, 48, opts.cropPadding, borrowed);
+    t.cropMs += performance.now() - mark;
     if (used.length === 0) return results;
     t.onetCandidates += used.length;
-    const mark = performance.now();
+    mark = performance.now();
     const out = await this.onet.run(batch, [used.length, 3, 48, 48]);
     t.onetMs += performance.now() - mark;
+    mark = performance.now();
     const prob = out.prob.data as Float32Array;
     const reg = out.reg.data as Float32Array;
     const lm = out.landmarks.data as Float32Array;
@@ -276,6 +297,7 @@ export class MtcnnDetector {
     for (const [image, list] of byImage) {
       results[image] = nms(list, 0.7, 'min+1').map((c) => ({ box: [c.x1, c.y1, c.x2, c.y2], score: c.score, landmarks: c.landmarks! }));
     }
+    t.nmsMs += performance.now() - mark;
     return results;
   }
 }
