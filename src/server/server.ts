@@ -1,0 +1,195 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/schema.js';
+import { errorMessage, FacestreamError } from '../errors.js';
+import { Enroller } from '../index/enroll.js';
+import { Gallery } from '../index/gallery.js';
+import { rootLogger, type Logger } from '../log.js';
+import { BUNDLED_MANIFEST, loadManifest } from '../models/manifest.js';
+import { ModelRuntime } from '../models/runtime.js';
+import { ModelStore } from '../models/store.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import { FaceAnalyzer } from '../pipeline/analyzer.js';
+import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { buildApp } from './app.js';
+import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type KeyEntry } from './auth.js';
+import type { Readiness, ServerContext } from './context.js';
+import { LiveHub } from './live/hub.js';
+import { ServerMetrics } from './metrics.js';
+import { ServerStore } from './store.js';
+import { StreamManager } from './streams.js';
+
+export interface StartServerOptions {
+  logger?: Logger;
+  /** A loaded analyzer to share (tests, benchmarks); otherwise the server loads its own. */
+  analyzer?: FaceAnalyzer;
+  /** Listen on config.server.host/port (default true); false: build only, for app.inject(). */
+  listen?: boolean;
+  /** Replace the stored generated key with a new one (printed once). */
+  resetKey?: boolean;
+  /** Extra directories file sources may come from (the demo video's). */
+  extraSourceDirs?: string[];
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  ctx: ServerContext;
+  /** http://host:port once listening. */
+  url: string;
+  /** The key generated at this start (first start, or resetKey): shown once, never stored. */
+  generatedKey?: string;
+  /** Where the keys in force come from. */
+  keySource: 'config' | 'stored' | 'generated';
+  close(): Promise<void>;
+}
+
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * API keys in force: the configured ones, else the stored hash of a generated key, else a new
+ * key generated now (returned once so it can be printed; only its hash is stored).
+ */
+export function resolveKeys(config: Config['server'], store: ServerStore, resetKey = false): { keys: ApiKeys; generated?: string; source: RunningServer['keySource'] } {
+  const configured: KeyEntry[] = [...config.auth.keys.map((k) => parseConfiguredKey(k, 'write')), ...config.auth.readOnlyKeys.map((k) => parseConfiguredKey(k, 'read'))];
+  if (configured.length) return { keys: new ApiKeys(configured), source: 'config' };
+  const stored = store.apiKeys();
+  if (stored.length && !resetKey) return { keys: new ApiKeys(stored), source: 'stored' };
+  const key = generateKey();
+  store.replaceApiKeys(hashKey(key), 'write');
+  return { keys: new ApiKeys(store.apiKeys()), generated: key, source: 'generated' };
+}
+
+/** Runs each model once so the first camera frame does not pay for session warm-up (readiness waits for it). */
+async function warmUp(analyzer: FaceAnalyzer): Promise<void> {
+  const size = 160;
+  const image = { width: size, height: size, data: new Uint8Array(size * size * 3).fill(128) };
+  const face: DetectedFace = { box: [40, 40, 120, 120], score: 1, landmarks: [[65, 70], [95, 70], [80, 85], [68, 100], [92, 100]] };
+  await analyzer.detect([image]);
+  await analyzer.embedder.embedFaces([{ image, face }]);
+  if (analyzer.attributes) await analyzer.attributes.estimate([{ image, face }]);
+}
+
+/** Builds and starts the whole server: models, gallery, pipeline, streams, HTTP + WebSocket. */
+export async function startServer(config: Config, opts: StartServerOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? rootLogger();
+  const version = packageVersion();
+  const cfg: Config = opts.extraSourceDirs?.length
+    ? { ...config, server: { ...config.server, sources: { ...config.server.sources, allowedDirs: [...config.server.sources.allowedDirs, ...opts.extraSourceDirs] } } }
+    : config;
+  const readiness: Readiness = { models: false, gallery: false, streams: false, shuttingDown: false };
+  const metrics = new ServerMetrics({ version });
+  const cleanup: (() => Promise<void> | void)[] = [];
+  const runCleanup = async () => {
+    for (const fn of cleanup.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'shutdown step failed');
+      }
+    }
+    cleanup.length = 0;
+  };
+
+  try {
+    const dataDir = path.resolve(cfg.server.dataDir);
+    const store = new ServerStore(dataDir);
+    cleanup.push(() => store.close());
+    const { keys, generated, source } = resolveKeys(cfg.server, store, opts.resetKey);
+
+    let analyzer = opts.analyzer;
+    if (!analyzer) {
+      const runtime = new ModelRuntime(new ModelStore(loadManifest(cfg.models.manifest ?? BUNDLED_MANIFEST), path.resolve(cfg.models.dir)), cfg.runtime, logger);
+      cleanup.push(() => runtime.close());
+      analyzer = await FaceAnalyzer.create(runtime, cfg);
+    }
+    analyzer.runtime.observer = metrics.inferenceObserver;
+    await warmUp(analyzer);
+    readiness.models = true;
+
+    const gallery = await Gallery.open(path.resolve(cfg.gallery.dir), {
+      modelId: analyzer.embedder.modelId,
+      dimension: analyzer.embedder.dimension,
+      config: cfg.gallery,
+      logger,
+      defaultMinSimilarity: cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
+    });
+    cleanup.push(() => gallery.close());
+    readiness.gallery = true;
+    metrics.galleryCounts(gallery.counts());
+    const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits });
+
+    const pipeline = new Pipeline(analyzer, cfg.pipeline, { gallery, logger, observer: metrics.pipelineObserver });
+    cleanup.push(() => pipeline.close());
+    metrics.fpsSource = (id) => pipeline.streamStats(id)?.fps;
+    metrics.queueSource = () => {
+      const q = pipeline.queueDepths();
+      return { 'in-flight': q.inFlight, waiting: q.waiting, detect: q.detect, embed: q.embed, attributes: q.attributes };
+    };
+
+    const streams = new StreamManager(store, pipeline, cfg, logger);
+    cleanup.push(() => streams.close());
+    streams.on('change', ({ type, stream }) => {
+      if (type === 'removed') return metrics.streamRemoved(stream.id);
+      if (type === 'added') metrics.streamAdded(stream.id);
+      metrics.setStreamState(stream.id, stream.state);
+    });
+    streams.on('restart', (id, n) => metrics.ffmpegRestarts(id, n));
+    for (const s of streams.list()) {
+      metrics.streamAdded(s.id);
+      metrics.setStreamState(s.id, s.state);
+    }
+
+    const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger });
+
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, keys, readiness, dataDir, version };
+    const app = await buildApp(ctx);
+    cleanup.push(() => app.close());
+    // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.
+    cleanup.push(() => hub.close());
+
+    let url = '';
+    if (opts.listen !== false) {
+      try {
+        url = await app.listen({ host: cfg.server.host, port: cfg.server.port });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const why = code === 'EADDRINUSE' ? 'the port is in use (another server?)' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : errorMessage(err);
+        throw new FacestreamError('CONFIG_INVALID', `cannot listen on ${cfg.server.host}:${cfg.server.port}: ${why} (server.host / server.port, --host / --port)`, { host: cfg.server.host, port: cfg.server.port }, { cause: err });
+      }
+      const address = app.server.address();
+      if (address && typeof address === 'object') url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    } else {
+      await app.ready();
+    }
+    await streams.restore();
+    readiness.streams = true;
+    logger.info({ url, streams: streams.list().length, identities: gallery.counts().identities }, 'facestream server ready');
+
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      ctx,
+      url,
+      generatedKey: generated,
+      keySource: source,
+      close: () => {
+        closing ??= (async () => {
+          readiness.shuttingDown = true;
+          await runCleanup();
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await runCleanup();
+    throw err;
+  }
+}
