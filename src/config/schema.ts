@@ -29,6 +29,12 @@ export const runtimeSchema = z
      * MTCNN on a 640x360 frame ~2x slower with spinning on a 2-core machine).
      */
     spinning: z.boolean().default(false),
+    /**
+     * Run models on a worker thread. onnxruntime-node runs synchronously on the thread that calls
+     * it; on the main thread each model call (tens of ms) would stop ffmpeg reads, HTTP and
+     * WebSocket traffic, and the JavaScript work of other frames, which now overlaps with inference.
+     */
+    inferenceThread: z.boolean().default(true),
     /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */
     memoryPattern: z.boolean().default(true),
     /**

@@ -7,13 +7,16 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { FacestreamError, errorMessage } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
 import { rewritePrelu } from './graph/prelu.js';
+import { InferenceThread, type OutputTensor } from './inference-thread.js';
 import type { ModelSpec } from './manifest.js';
 import { modelSpec } from './manifest.js';
 import type { ModelStore } from './store.js';
 
 const require = createRequire(import.meta.url);
 
-export type Tensor = ort.Tensor;
+export type { OutputTensor } from './inference-thread.js';
+/** @deprecated name kept for callers: a model output. */
+export type Tensor = OutputTensor;
 export type ExecutionProvider = RuntimeConfig['executionProviders'][number];
 
 /** Cumulative cost of one model: calls, items (batch rows) and milliseconds inside onnxruntime. */
@@ -26,11 +29,18 @@ export interface ModelTiming {
 /** Optional hook so metrics (src/server) can observe every inference without the runtime knowing prom-client. */
 export type InferenceObserver = (modelId: string, batch: number, ms: number, error?: unknown) => void;
 
+/** A loaded session, on the inference thread or on this one. */
+interface SessionHandle {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(inputName: string, input: Float32Array, dims: readonly number[]): Promise<{ outputs: Record<string, OutputTensor>; ms: number; input: Float32Array }>;
+  release(): Promise<void>;
+}
+
 /**
- * onnxruntime-node runs a session synchronously on the JavaScript thread (its async `run` only
- * defers the call with setImmediate), so two runs never overlap in one process. Runs are chained
- * here so that each run's measured time is its own, not that of the runs queued before it, and so
- * that callers see the true cost of inference (nothing else in the process runs meanwhile).
+ * onnxruntime-node runs a session synchronously on the calling thread (its async `run` only
+ * defers the call with setImmediate). Sessions kept on the main thread (runtime.inferenceThread
+ * off) chain their runs so each run's measured time is its own.
  */
 let runTail: Promise<unknown> = Promise.resolve();
 
@@ -38,6 +48,33 @@ function inTurn<T>(fn: () => Promise<T>): Promise<T> {
   const next = runTail.then(fn);
   runTail = next.catch(() => undefined);
   return next;
+}
+
+class LocalSession implements SessionHandle {
+  constructor(private readonly session: ort.InferenceSession) {}
+
+  get inputNames() {
+    return this.session.inputNames;
+  }
+
+  get outputNames() {
+    return this.session.outputNames;
+  }
+
+  run(inputName: string, input: Float32Array, dims: readonly number[]) {
+    return inTurn(async () => {
+      const start = performance.now();
+      const out = await this.session.run({ [inputName]: new ort.Tensor('float32', input, dims) });
+      const ms = performance.now() - start;
+      const outputs: Record<string, OutputTensor> = {};
+      for (const [name, t] of Object.entries(out)) outputs[name] = { data: t.data as Float32Array, dims: t.dims };
+      return { outputs, ms, input };
+    });
+  }
+
+  release() {
+    return this.session.release();
+  }
 }
 
 /**
@@ -50,7 +87,7 @@ export class OnnxModel {
     readonly id: string,
     readonly spec: ModelSpec,
     readonly provider: ExecutionProvider,
-    private readonly session: ort.InferenceSession,
+    private readonly session: SessionHandle,
     private readonly observe?: InferenceObserver,
   ) {}
 
@@ -58,22 +95,21 @@ export class OnnxModel {
     return this.session.outputNames;
   }
 
-  /** Runs one batch; `dims` is [batch, channels, height, width]. */
-  async run(data: Float32Array, dims: readonly number[]): Promise<Record<string, Tensor>> {
-    const input = new ort.Tensor('float32', data, dims);
-    return inTurn(() => this.runNow(input, dims));
-  }
-
-  private async runNow(input: Tensor, dims: readonly number[]): Promise<Record<string, Tensor>> {
+  /**
+   * Runs one batch; `dims` is [batch, channels, height, width]. The call takes `data` over: on
+   * the inference thread its memory moves there, and comes back through `onInputReturned` (for
+   * callers that reuse their buffers); don't read or write `data` after calling.
+   */
+  async run(data: Float32Array, dims: readonly number[], onInputReturned?: (input: Float32Array) => void): Promise<Record<string, OutputTensor>> {
     const start = performance.now();
     try {
-      const out = await this.session.run({ [this.spec.input.name]: input });
-      const ms = performance.now() - start;
+      const { outputs, ms, input } = await this.session.run(this.spec.input.name, data, dims);
+      onInputReturned?.(input);
       this.timing.calls += 1;
       this.timing.items += dims[0];
       this.timing.ms += ms;
       this.observe?.(this.id, dims[0], ms);
-      return out;
+      return outputs;
     } catch (err) {
       this.observe?.(this.id, dims[0], performance.now() - start, err);
       throw new FacestreamError('INFERENCE_FAILED', `inference with model "${this.id}" failed on input [${dims.join(', ')}]: ${errorMessage(err)}`, {
@@ -116,6 +152,7 @@ export class ModelRuntime {
   private chosen: ExecutionProvider | undefined;
   private providerChoice: Promise<ExecutionProvider> | undefined;
   private readonly logger: Logger;
+  private thread: InferenceThread | undefined;
   observer: InferenceObserver | undefined;
 
   constructor(
@@ -193,12 +230,18 @@ export class ModelRuntime {
     const spec = modelSpec(this.store.manifest, id);
     const file = await this.store.require(id);
     const provider = await this.chooseProvider(file);
-    let session: ort.InferenceSession;
+    let session: SessionHandle;
     try {
       const source = provider === 'cpu' && this.config.rewritePrelu ? await this.rewritten(id, file) : file;
       const options = sessionOptions(this.config, provider);
-      session = typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options);
+      if (this.config.inferenceThread) {
+        this.thread ??= new InferenceThread();
+        session = await this.thread.load(source, options);
+      } else {
+        session = new LocalSession(typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options));
+      }
     } catch (err) {
+      if (err instanceof FacestreamError) throw err;
       throw new FacestreamError('MODEL_LOAD_FAILED', `could not load model "${id}" from ${file} (${provider}): ${errorMessage(err).split('\n')[0]}`, { model: id, file });
     }
     const missing = spec.outputs.map((o) => o.name).filter((n) => !session.outputNames.includes(n));
@@ -241,5 +284,7 @@ export class ModelRuntime {
     const models = await this.models();
     this.sessions.clear();
     await Promise.all(models.map((m) => m.release()));
+    await this.thread?.close();
+    this.thread = undefined;
   }
 }

@@ -29,6 +29,8 @@ export class BatchBuffers {
   give(arrays: readonly Float32Array[]): void {
     for (const a of arrays) {
       const buffer = a.buffer as ArrayBuffer;
+      // A buffer moved to another thread (detached) has no memory left to reuse.
+      if (buffer.byteLength === 0) continue;
       if (this.freeBytes + buffer.byteLength > this.maxFreeBytes || this.free.includes(buffer)) continue;
       this.free.push(buffer);
       this.freeBytes += buffer.byteLength;

@@ -140,8 +140,6 @@ export class MtcnnDetector {
     const perImage: Candidate[][] = members.map(() => []);
     const threshold = opts.thresholds[0];
     const levels = pyramidLevels(shape.width, shape.height, opts.minFaceSize, opts.scaleFactor);
-    // All levels are pooled, then run: onnxruntime-node runs on this thread, so there is no
-    // overlap to be had by interleaving (see OnnxModel.run).
     const runs: Promise<Record<string, import('../../models/runtime.js').Tensor>>[] = [];
     const pnetStart = performance.now();
     let pooling = 0;
@@ -149,12 +147,12 @@ export class MtcnnDetector {
       const mark = performance.now();
       const plane = level.width * level.height;
       const batch = this.buffers.take(members.length * 3 * plane);
-      borrowed.push(batch);
       members.forEach((imageIndex, k) => {
         integrals[imageIndex].poolInto(0, 0, shape.width, shape.height, level.width, level.height, batch, k * 3 * plane, MEAN, SCALE);
       });
       pooling += performance.now() - mark;
-      runs.push(this.pnet.run(batch, [members.length, 3, level.height, level.width]));
+      // Started at once: on the inference thread this level runs while the next one is pooled.
+      runs.push(this.pnet.run(batch, [members.length, 3, level.height, level.width], (b) => borrowed.push(b)));
     }
     const outputs = await Promise.all(runs);
     t.pyramidMs += pooling;
@@ -203,7 +201,6 @@ export class MtcnnDetector {
   private cropBatch(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], size: number, padding: MtcnnOptions['cropPadding'], borrowed: Float32Array[]) {
     const plane = size * size;
     const batch = this.buffers.take(cands.length * 3 * plane);
-    borrowed.push(batch);
     const used: Stage2Candidate[] = [];
     for (const c of cands) {
       const { width: w, height: h } = images[c.image];
@@ -237,7 +234,7 @@ export class MtcnnDetector {
     if (used.length === 0) return [];
     t.rnetCandidates += used.length;
     mark = performance.now();
-    const out = await this.rnet.run(batch, [used.length, 3, 24, 24]);
+    const out = await this.rnet.run(batch, [used.length, 3, 24, 24], (b) => borrowed.push(b));
     t.rnetMs += performance.now() - mark;
     mark = performance.now();
     const prob = out.prob.data as Float32Array;
@@ -274,7 +271,7 @@ export class MtcnnDetector {
     if (used.length === 0) return results;
     t.onetCandidates += used.length;
     mark = performance.now();
-    const out = await this.onet.run(batch, [used.length, 3, 48, 48]);
+    const out = await this.onet.run(batch, [used.length, 3, 48, 48], (b) => borrowed.push(b));
     t.onetMs += performance.now() - mark;
     mark = performance.now();
     const prob = out.prob.data as Float32Array;

@@ -1,0 +1,59 @@
+/**
+ * The inference thread: owns onnxruntime sessions and runs them off the main thread. onnxruntime-node
+ * runs a session synchronously on the thread that calls it, so on the main thread every model call
+ * would stop ffmpeg reads, HTTP and WebSocket traffic, and the JavaScript work of other frames.
+ * Messages: see inference-thread.ts.
+ */
+import { parentPort } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import type { WorkerReply, WorkerRequest } from './inference-thread.js';
+
+if (!parentPort) throw new Error('inference-worker.ts must run as a worker thread');
+const port = parentPort;
+const sessions = new Map<number, ort.InferenceSession>();
+
+function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+port.on('message', (msg: WorkerRequest) => {
+  void handle(msg);
+});
+
+async function handle(msg: WorkerRequest): Promise<void> {
+  try {
+    switch (msg.op) {
+      case 'load': {
+        const session = typeof msg.source === 'string' ? await ort.InferenceSession.create(msg.source, msg.options) : await ort.InferenceSession.create(msg.source, msg.options);
+        sessions.set(msg.session, session);
+        reply({ op: 'loaded', req: msg.req, inputNames: [...session.inputNames], outputNames: [...session.outputNames] });
+        return;
+      }
+      case 'run': {
+        const session = sessions.get(msg.session);
+        if (!session) throw new Error(`no session ${msg.session}`);
+        const input = new Float32Array(msg.buffer, msg.byteOffset, msg.length);
+        const start = performance.now();
+        const out = await session.run({ [msg.inputName]: new ort.Tensor('float32', input, msg.dims) });
+        const ms = performance.now() - start;
+        const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
+        const transfer: ArrayBuffer[] = [msg.buffer];
+        for (const [name, tensor] of Object.entries(out)) {
+          const data = tensor.data as Float32Array;
+          outputs[name] = { data, dims: [...tensor.dims] };
+          if (!transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
+        }
+        reply({ op: 'result', req: msg.req, ms, outputs, buffer: msg.buffer }, transfer);
+        return;
+      }
+      case 'release': {
+        await sessions.get(msg.session)?.release();
+        sessions.delete(msg.session);
+        reply({ op: 'released', req: msg.req });
+        return;
+      }
+    }
+  } catch (err) {
+    reply({ op: 'error', req: msg.req, message: err instanceof Error ? err.message : String(err), buffer: msg.op === 'run' ? msg.buffer : undefined }, msg.op === 'run' ? [msg.buffer] : []);
+  }
+}
