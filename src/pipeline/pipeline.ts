@@ -310,6 +310,7 @@ export class Pipeline {
       this.observer.stage('detect', detected - start);
 
       await slot.trackGate.enter(ticket);
+      const trackStart = performance.now();
       const update = slot.tracker.update(frame.seq, faces);
       const plan = this.plan(slot, frame, update.tracks);
       for (const t of update.ended) {
@@ -318,6 +319,7 @@ export class Pipeline {
       }
       slot.trackGate.leave(ticket);
       passedTrack = true;
+      this.observer.stage('track', performance.now() - trackStart);
 
       const jobs = (idx: number[]) => idx.map((i) => ({ image: frame, face: faces[i] }));
       const embedStart = performance.now();

@@ -84,7 +84,7 @@ export class ServerMetrics {
     this.templates = new client.Gauge({ name: 'facestream_gallery_templates', help: 'Templates (enrolled face embeddings) in the gallery.', registers: r });
     this.httpRequests = new client.Counter({ name: 'facestream_http_requests_total', help: 'HTTP requests by route pattern and status.', labelNames: ['method', 'route', 'status'], registers: r });
     this.httpDuration = new client.Histogram({ name: 'facestream_http_request_seconds', help: 'HTTP request duration by route pattern.', labelNames: ['method', 'route'], buckets: LATENCY_BUCKETS, registers: r });
-    for (const s of ['detect', 'embed', 'attributes', 'match', 'total', 'capture-to-result', 'decode'] satisfies ServerStage[]) this.stage.labels(s);
+    for (const s of ['detect', 'track', 'embed', 'attributes', 'match', 'total', 'capture-to-result', 'decode'] satisfies ServerStage[]) this.stage.labels(s);
     this.captureToPush = this.stage.labels('capture-to-push');
     for (const q of ['in-flight', 'waiting', 'detect', 'embed', 'attributes']) this.queueDepth.set({ queue: q }, 0);
     this.wsClients.set(0);
