@@ -137,3 +137,28 @@ describe('IdentityVoter', () => {
     expect(voteWeight(120, 0.8, 0.35, true)).toBeGreaterThan(voteWeight(40, 0.36, 0.35, true));
   });
 });
+
+describe('AppearanceLog', () => {
+  const alice = { id: 'alice', name: 'Alice' };
+  it('announces an arrival once, and a departure only after the grace time without any track showing the person', async () => {
+    const { AppearanceLog } = await import('../src/pipeline/appearances.js');
+    const { PipelineBus } = await import('../src/pipeline/bus.js');
+    const bus = new PipelineBus();
+    const events: string[] = [];
+    bus.on('appearance', (e) => events.push(`${e.type}:${e.identity.id}`));
+    const log = new AppearanceLog('cam', bus, 2000);
+    log.observe(1, alice, 0);
+    log.end(1, 100); // track lost...
+    log.flush(1000);
+    log.observe(2, alice, 1500); // ...and found again under a new track within the grace time
+    log.end(2, 1600);
+    log.flush(3000);
+    expect(events).toEqual(['appeared:alice']);
+    expect(log.current()).toEqual([]);
+    log.flush(3700);
+    expect(events).toEqual(['appeared:alice', 'left:alice']);
+    log.observe(3, alice, 5000);
+    log.clear(5100);
+    expect(events).toEqual(['appeared:alice', 'left:alice', 'appeared:alice', 'left:alice']);
+  });
+});

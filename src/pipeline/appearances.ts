@@ -5,11 +5,14 @@ interface Presence {
   tracks: Set<number>;
   firstSeen: number;
   lastSeen: number;
+  /** When its last track went away; 'left' is announced once the grace time has passed. */
+  goneAt?: number;
 }
 
 /**
  * Who is in view on one stream: an identity "appears" when its first labelled track shows up and
- * "leaves" when its last labelled track ends. Keeps a bounded log of these events.
+ * "leaves" when no track has shown it for `graceMs` (a face lost for a few frames, or a track
+ * that restarts, is not a departure). Keeps a bounded log of these events.
  */
 export class AppearanceLog {
   private readonly present = new Map<string, Presence>();
@@ -19,8 +22,19 @@ export class AppearanceLog {
   constructor(
     private readonly streamId: string,
     private readonly bus: PipelineBus,
+    private readonly graceMs = 2000,
     private readonly maxLog = 500,
   ) {}
+
+  /** Announces departures whose grace time ended by `at` (called once per processed frame). */
+  flush(at: number): void {
+    for (const [id, p] of this.present) {
+      if (p.goneAt !== undefined && at - p.goneAt >= this.graceMs) {
+        this.present.delete(id);
+        this.emit('left', id, p);
+      }
+    }
+  }
 
   /** Records that `trackId` is shown as `identity` (or nobody) at time `at`. */
   observe(trackId: number, identity: { id: string; name: string } | null, at: number): void {
@@ -36,6 +50,7 @@ export class AppearanceLog {
     }
     p.tracks.add(trackId);
     p.lastSeen = at;
+    p.goneAt = undefined;
   }
 
   /** The track ended. */
@@ -44,13 +59,14 @@ export class AppearanceLog {
     if (id) this.release(trackId, id, at);
   }
 
-  /** Everyone leaves (stream stopped). */
+  /** Everyone leaves at once (stream stopped). */
   clear(at: number): void {
     for (const trackId of [...this.trackIdentity.keys()]) this.end(trackId, at);
+    this.flush(Infinity);
   }
 
   current(): { id: string; name: string; firstSeen: number; lastSeen: number }[] {
-    return [...this.present].map(([id, p]) => ({ id, name: p.name, firstSeen: p.firstSeen, lastSeen: p.lastSeen }));
+    return [...this.present].filter(([, p]) => p.goneAt === undefined).map(([id, p]) => ({ id, name: p.name, firstSeen: p.firstSeen, lastSeen: p.lastSeen }));
   }
 
   private release(trackId: number, identityId: string, _at: number): void {
@@ -58,10 +74,7 @@ export class AppearanceLog {
     const p = this.present.get(identityId);
     if (!p) return;
     p.tracks.delete(trackId);
-    if (p.tracks.size === 0) {
-      this.present.delete(identityId);
-      this.emit('left', identityId, p, [trackId]);
-    }
+    if (p.tracks.size === 0) p.goneAt = p.lastSeen;
   }
 
   private emit(type: AppearanceEvent['type'], id: string, p: Presence, trackIds = [...p.tracks]): void {

@@ -82,7 +82,7 @@ class StreamSlot {
     bus: PipelineBus,
   ) {
     this.tracker = new IouTracker({ iouThreshold: config.tracking.iouThreshold, maxMisses: config.tracking.maxMisses });
-    this.appearances = new AppearanceLog(id, bus);
+    this.appearances = new AppearanceLog(id, bus, config.appearanceGraceMs);
   }
 
   markProcessed(now: number): void {
@@ -463,6 +463,7 @@ export class Pipeline {
         detection: face,
       } satisfies ResultFace & { detection: DetectedFace };
     });
+    slot.appearances.flush(frame.capturedAt);
     slot.last = { frame, faces: resultFaces };
     return {
       streamId: slot.id,

@@ -39,6 +39,11 @@ export const pipelineSchema = z
         minScore: z.number().min(0).max(1).default(0.9),
       })
       .prefault({}),
+    /**
+     * An identity "leaves" a stream only after no track has shown it for this long: a face lost
+     * for a few frames, or a track that restarts, is not a departure.
+     */
+    appearanceGraceMs: z.number().min(0).max(600_000).default(2000),
     /** Re-estimate age and gender of a tracked face every N processed frames. */
     attributesInterval: z.int().min(1).max(10_000).default(10),
     tracking: z
