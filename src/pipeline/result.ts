@@ -27,15 +27,7 @@ export interface FrameResult {
   faces: ResultFace[];
 }
 
-/** What the pipeline needs of a frame (src/ingest's Frame has these fields). */
-export interface PipelineFrame {
-  streamId: string;
-  seq: number;
-  pts: number;
-  capturedAt: number;
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+/** The pipeline takes frames as src/ingest delivers them. */
+export type { Frame as PipelineFrame } from '../ingest/frame.js';
 
 export type DropReason = 'stale' | 'too-old' | 'error' | 'stopped';
