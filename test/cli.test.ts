@@ -1,27 +1,15 @@
-import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, MODELS_DIR, MODELS_MIRROR, REPO, dataFile } from './helpers/paths.js';
+import { type CliRun, runCli } from './helpers/cli.js';
+import { MODELS_DIR, MODELS_MIRROR, REPO, dataFile } from './helpers/paths.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `node bin/facestream.js ...args` against the repository's models. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FACESTREAM_')));
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: tmp, env: { ...clean, FACESTREAM_MODELS_DIR: MODELS_DIR, ...env }, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs the CLI in this file's scratch directory. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(args, { cwd: tmp, env });
 }
 
 async function json<T = Record<string, unknown>>(args: string[], env?: Record<string, string>): Promise<T> {

@@ -43,10 +43,21 @@ export const ENV_VARS: Record<string, string> = {
   FACESTREAM_THREADS: 'runtime.intraOpThreads',
   FACESTREAM_EMBEDDING_MODEL: 'embedding.model',
   FACESTREAM_MAX_IMAGE_PIXELS: 'limits.maxImagePixels',
+  FACESTREAM_GALLERY: 'gallery.dir',
+  FACESTREAM_HOST: 'server.host',
+  FACESTREAM_PORT: 'server.port',
+  FACESTREAM_DATA_DIR: 'server.dataDir',
+  FACESTREAM_API_KEYS: 'server.auth.keys',
+  FACESTREAM_READ_ONLY_KEYS: 'server.auth.readOnlyKeys',
+  FACESTREAM_CORS_ORIGINS: 'server.cors.origins',
+  FACESTREAM_SOURCE_DIRS: 'server.sources.allowedDirs',
+  FACESTREAM_DATA: 'server.demo.dataDir',
+  FACESTREAM_FFMPEG: 'ingest.ffmpegPath',
+  FACESTREAM_RTSP_TRANSPORT: 'ingest.rtspTransport',
 };
 
 /** Paths whose env value is a comma-separated list. */
-const LIST_PATHS = new Set(['runtime.executionProviders']);
+const LIST_PATHS = new Set(['server.auth.keys', 'server.auth.readOnlyKeys', 'server.cors.origins', 'server.sources.allowedDirs', 'runtime.executionProviders']);
 
 function parseEnvValue(pathName: string, raw: string): unknown {
   if (LIST_PATHS.has(pathName) && !raw.trim().startsWith('[')) return raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -120,7 +131,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 }
 
 /** Config paths holding filesystem paths, resolved relative to the config file that sets them. */
-export const PATH_KEYS = ['models.dir', 'models.manifest', 'models.mirror'];
+export const PATH_KEYS = ['server.dataDir', 'server.demo.video', 'server.demo.faces', 'server.demo.dataDir', 'models.dir', 'models.manifest', 'models.mirror', 'gallery.dir'];
 
 function resolveRelativePaths(cfg: Plain, baseDir: string): void {
   for (const dotted of PATH_KEYS) {

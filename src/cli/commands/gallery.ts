@@ -1,0 +1,252 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { FacestreamError } from '../../errors.js';
+import { decodeCrop } from '../../index/crop.js';
+import { DB_FILE } from '../../index/store.js';
+import type { Gallery } from '../../index/gallery.js';
+import { reindexGallery } from '../../index/reindex.js';
+import { exportGallery, importGallery } from '../../index/transfer.js';
+import { Embedder } from '../../pipeline/embed/embedder.js';
+import type { CliContext } from '../context.js';
+import { printJson } from '../context.js';
+import { galleryContext, galleryDir, openAsStored, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
+
+interface OutputFlags extends GalleryFlags {
+  json?: boolean;
+  pretty?: boolean;
+}
+
+function sub(name: string, description: string): Command {
+  // Nested commands do not inherit exitOverride: usage errors must reach main() (exit code 2).
+  return withGalleryOption(new Command(name).description(description)).exitOverride();
+}
+
+function withOutput(cmd: Command): Command {
+  return cmd.option('--json', 'print JSON').option('--pretty', 'indent the JSON');
+}
+
+/** Opens the gallery (read-only or as writer), runs `fn`, always closes. */
+async function withGallery<T>(cmd: Command, flags: GalleryFlags, readOnly: boolean, fn: (g: Gallery, ctx: CliContext) => Promise<T> | T): Promise<T> {
+  const ctx = galleryContext(cmd, flags);
+  try {
+    const gallery = await openAsStored(ctx, readOnly);
+    try {
+      return await fn(gallery, ctx);
+    } finally {
+      await gallery.close();
+    }
+  } finally {
+    await ctx.close();
+  }
+}
+
+function parseJson(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    throw new InvalidArgumentError(`expected JSON, got "${v}"`);
+  }
+}
+
+function progressBar(label: string): cliProgress.SingleBar | undefined {
+  return process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${label} [{bar}] {value}/{total} | {eta_formatted} left`, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+}
+
+export function galleryCommand(): Command {
+  const gallery = new Command('gallery').description('manage the gallery of enrolled people: list, show, rename, remove, export, import, reindex, check');
+
+  gallery.addCommand(
+    withOutput(sub('list', 'identities with their number of templates'))
+      .option('--search <text>', 'only names or ids containing this text')
+      .action((opts: OutputFlags & { search?: string }, cmd: Command) =>
+        withGallery(cmd, opts, true, (g) => {
+          const identities = g.listIdentities({ search: opts.search });
+          if (opts.json || opts.pretty) return printJson({ gallery: g.dir, model: g.modelId, counts: g.counts(), identities }, opts.pretty);
+          process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${g.counts().identities} identities, ${g.counts().templates} templates\n`);
+          for (const i of identities) process.stdout.write(`  ${i.name.padEnd(30)} ${String(i.templates).padStart(5)} templates  ${i.id}\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('show', 'one identity (by id or name) with its templates'))
+      .argument('<identity>', 'identity id or name')
+      .option('--crops <dir>', 'write each template’s stored face crop into this directory')
+      .action((ref: string, opts: OutputFlags & { crops?: string }, cmd: Command) =>
+        withGallery(cmd, opts, true, (g) => {
+          const identity = g.requireIdentity(ref);
+          const templates = g.listTemplates(identity.id);
+          if (opts.crops) {
+            fs.mkdirSync(opts.crops, { recursive: true });
+            for (const t of templates) {
+              const crop = g.templateCrop(t.id);
+              if (crop) fs.writeFileSync(path.join(opts.crops, `${identity.id}-${t.id}.${crop.format === 'png' ? 'png' : 'jpg'}`), crop.data);
+            }
+          }
+          if (opts.json || opts.pretty) return printJson({ identity, templates }, opts.pretty);
+          const out = process.stdout;
+          out.write(`${identity.name} (${identity.id})\n  created ${identity.createdAt}, updated ${identity.updatedAt}\n`);
+          if (identity.metadata !== null) out.write(`  metadata ${JSON.stringify(identity.metadata)}\n`);
+          out.write(`  ${templates.length} templates:\n`);
+          for (const t of templates) {
+            out.write(`    ${t.id.padStart(6)}  ${t.source}  face ${t.faceSize === null ? '-' : Math.round(t.faceSize)} px, score ${t.detectionScore?.toFixed(3) ?? '-'}, ${t.createdAt}\n`);
+          }
+          if (opts.crops) out.write(`  crops written to ${opts.crops}\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('rename', 'give an identity a new display name'))
+      .argument('<identity>', 'identity id or name')
+      .argument('<name>', 'new name')
+      .action((ref: string, name: string, opts: OutputFlags, cmd: Command) =>
+        withGallery(cmd, opts, false, (g) => {
+          const identity = g.renameIdentity(ref, name);
+          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
+          else process.stdout.write(`renamed ${identity.id} to "${identity.name}"\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('set-metadata', "replace an identity's JSON metadata"))
+      .argument('<identity>', 'identity id or name')
+      .argument('<json>', 'metadata as JSON', parseJson)
+      .action((ref: string, metadata: unknown, opts: OutputFlags, cmd: Command) =>
+        withGallery(cmd, opts, false, (g) => {
+          const identity = g.updateIdentity(ref, { metadata });
+          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
+          else process.stdout.write(`metadata of "${identity.name}" (${identity.id}) updated\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('remove', 'remove an identity and all its templates'))
+      .argument('<identity>', 'identity id or name')
+      .action((ref: string, opts: OutputFlags, cmd: Command) =>
+        withGallery(cmd, opts, false, (g) => {
+          const identity = g.removeIdentity(ref);
+          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
+          else process.stdout.write(`removed "${identity.name}" (${identity.id}) and its ${identity.templates} templates\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('remove-template', 'remove one template (see `gallery show` for ids)'))
+      .argument('<template>', 'template id')
+      .action((id: string, opts: OutputFlags, cmd: Command) =>
+        withGallery(cmd, opts, false, (g) => {
+          const t = g.removeTemplate(id);
+          if (opts.json || opts.pretty) printJson(t, opts.pretty);
+          else process.stdout.write(`removed template ${t.id} (${t.source}) of ${t.identityId}\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('export', 'write every identity and template (embeddings and face crops) to a JSON Lines file (.gz: compressed)'))
+      .argument('<file>', 'output file, e.g. gallery.jsonl.gz')
+      .action((file: string, opts: OutputFlags, cmd: Command) =>
+        withGallery(cmd, opts, true, async (g) => {
+          const summary = await exportGallery(g, file);
+          if (opts.json || opts.pretty) printJson(summary, opts.pretty);
+          else process.stdout.write(`exported ${summary.identities} identities and ${summary.templates} templates to ${file} (${(summary.bytes / 1024).toFixed(0)} KiB)\n`);
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('import', 'add the identities and templates of an export (merged by identity id; pictures already present are skipped)'))
+      .argument('<file>', 'file written by `gallery export`')
+      .action(async (file: string, opts: OutputFlags, cmd: Command) => {
+        const ctx = galleryContext(cmd, opts);
+        try {
+          const dir = galleryDir(ctx);
+          let g: Gallery;
+          if (fs.existsSync(path.join(dir, DB_FILE))) g = await openAsStored(ctx, false);
+          else {
+            // A new gallery takes the configured embedding model.
+            g = await openForAnalyzer(ctx, await ctx.analyzer(), false);
+          }
+          try {
+            let embedder: Embedder | undefined;
+            const summary = await importGallery(g, file, {
+              reembed: async (crop) => {
+                embedder ??= await Embedder.load(ctx.runtime, g.modelId, ctx.config.embedding.maxBatch);
+                const [v] = await embedder.embedFaces([await decodeCrop(crop)]);
+                return v;
+              },
+            });
+            if (opts.json || opts.pretty) printJson({ gallery: g.dir, ...summary, counts: g.counts() }, opts.pretty);
+            else {
+              process.stdout.write(
+                `imported ${file}: ${summary.identitiesCreated} identities created, ${summary.identitiesMerged} merged, ${summary.templatesAdded} templates added` +
+                  `${summary.reembedded ? ` (${summary.reembedded} re-embedded with ${g.modelId})` : ''}, ${summary.duplicates} already present, ${summary.skipped} skipped\n`,
+              );
+            }
+          } finally {
+            await g.close();
+          }
+        } finally {
+          await ctx.close();
+        }
+      }),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('reindex', 're-embed every template with another embedding model from the stored face crops (no pictures needed)'))
+      .requiredOption('--model <id>', 'embedding model from the manifest')
+      .action(async (opts: OutputFlags & { model: string }, cmd: Command) => {
+        const ctx = galleryContext(cmd, opts);
+        try {
+          const embedder = await Embedder.load(ctx.runtime, opts.model, ctx.config.embedding.maxBatch);
+          const bar = progressBar(`re-embedding with ${opts.model}`);
+          const summary = await reindexGallery(galleryDir(ctx), embedder, { onStart: (n) => bar?.start(n, 0), onProgress: (n) => bar?.update(n) });
+          bar?.stop();
+          if (opts.json || opts.pretty) printJson(summary, opts.pretty);
+          else {
+            process.stdout.write(`re-embedded ${summary.templates} templates: ${summary.fromModel} -> ${summary.toModel} (${summary.dimension}-d) in ${summary.seconds.toFixed(1)} s\n`);
+            if (ctx.config.embedding.model !== summary.toModel) process.stdout.write(`set embedding.model to "${summary.toModel}" (or FACESTREAM_EMBEDDING_MODEL) to use the gallery\n`);
+          }
+        } finally {
+          await ctx.close();
+        }
+      }),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('check', 'integrity check of the database and the search index (exit 1 on problems)'))
+      .option('--repair', 'rebuild the search index from the database (needs the gallery not to be in use)')
+      .action((opts: OutputFlags & { repair?: boolean }, cmd: Command) =>
+        withGallery(cmd, opts, !opts.repair, async (g) => {
+          if (opts.repair) await g.rebuild();
+          const report = await g.check();
+          if (opts.json || opts.pretty) printJson({ gallery: g.dir, model: g.modelId, loaded: g.loadReport, ...report }, opts.pretty);
+          else {
+            process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${report.identities} identities, ${report.templates} templates; index ${report.index.entries} entries, ${report.index.deleted} deleted, ${g.loadReport.source}${g.loadReport.reason ? ` (${g.loadReport.reason})` : ''}\n`);
+            process.stdout.write(report.ok ? 'ok\n' : `${report.problems.length} problems:\n${report.problems.map((p) => `  ${p}\n`).join('')}`);
+          }
+          if (!report.ok) throw new FacestreamError('GALLERY_CORRUPT', `gallery ${g.dir} failed its integrity check`, { problems: report.problems });
+        }),
+      ),
+  );
+
+  gallery.addCommand(
+    withOutput(sub('compact', 'rebuild the search index without deleted entries and save it')).action((opts: OutputFlags, cmd: Command) =>
+      withGallery(cmd, opts, false, async (g) => {
+        const before = g.indexStats();
+        await g.compact();
+        const after = g.indexStats();
+        if (opts.json || opts.pretty) printJson({ before, after }, opts.pretty);
+        else process.stdout.write(`index compacted: ${before.deleted} deleted entries removed, ${after.entries} entries\n`);
+      }),
+    ),
+  );
+
+  return gallery;
+}
