@@ -455,7 +455,8 @@ describe('PReLU graph rewrite', () => {
     const feed = input([1, 3, 40, 50]);
     const outputs = async (rewrite: boolean) => {
       const runtime = new ModelRuntime(new ModelStore(manifest, MODELS_DIR), { ...testConfig().runtime, executionProviders: ['cpu'], rewritePrelu: rewrite }, createLogger('silent'));
-      const out = await (await runtime.load('mtcnn-pnet')).run(feed.data as Float32Array, feed.dims);
+      // run() takes its input over (it moves to the inference thread): give each run its own copy.
+      const out = await (await runtime.load('mtcnn-pnet')).run((feed.data as Float32Array).slice(), feed.dims);
       await runtime.close();
       return out;
     };

@@ -3,9 +3,16 @@ import { errorMessage, isFacestreamError } from '../errors.js';
 import { analyzeCommand } from './commands/analyze.js';
 import { detectCommand } from './commands/detect.js';
 import { embedCommand } from './commands/embed.js';
+import { enrollDirCommand } from './commands/enroll-dir.js';
+import { enrollCommand } from './commands/enroll.js';
+import { evalCommand } from './commands/eval.js';
 import { evalPairsCommand } from './commands/eval-pairs.js';
+import { galleryCommand } from './commands/gallery.js';
+import { identifyCommand } from './commands/identify.js';
 import { modelsCommand } from './commands/models.js';
 import { verifyCommand } from './commands/verify.js';
+import { runCommand } from './commands/run.js';
+import { serveCommand } from './commands/serve.js';
 import { addGlobalOptions } from './context.js';
 
 export function buildProgram(): Command {
@@ -14,7 +21,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const cmd of [detectCommand(), embedCommand(), verifyCommand(), analyzeCommand(), modelsCommand(), evalPairsCommand()]) {
+  for (const cmd of [detectCommand(), embedCommand(), verifyCommand(), analyzeCommand(), modelsCommand(), evalPairsCommand(), enrollCommand(), enrollDirCommand(), identifyCommand(), galleryCommand(), evalCommand(), runCommand(), serveCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;
