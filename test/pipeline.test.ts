@@ -75,9 +75,11 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     console.log(`fairness: 1080p processed ${busy.processed}/${busy.received}, 640x360 processed ${light.processed}/${light.received}`);
     expect(busy.processed).toBeGreaterThan(0);
     // Fair queueing shares compute, not frames: the cheap stream gets a much larger part of the
-    // frames it offers than the overloaded one, and at least as many frames in absolute terms.
-    expect(light.processed / light.received).toBeGreaterThan(1.5 * (busy.processed / busy.received));
-    expect(light.processed).toBeGreaterThanOrEqual(busy.processed);
+    // frames it offers than the overloaded one (measured 43-58% against 12-15%). It does not get
+    // all of them: model calls share one non-preemptive inference thread, so each of its frames
+    // waits behind a 1080p pyramid in progress.
+    expect(light.processed / light.received).toBeGreaterThan(2 * (busy.processed / busy.received));
+    expect(light.processed / light.received).toBeGreaterThan(0.3);
     await pipeline.close();
   });
 
