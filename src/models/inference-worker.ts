@@ -16,8 +16,16 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
 }
 
+/**
+ * One session run at a time: onnxruntime-node's run is asynchronous, and overlapping runs (the
+ * P-Net levels of a pyramid are posted together) would each take the intra-op threads of the
+ * whole machine, and their timings would overlap.
+ */
+let tail: Promise<unknown> = Promise.resolve();
+
 port.on('message', (msg: WorkerRequest) => {
-  void handle(msg);
+  const next = tail.then(() => handle(msg));
+  tail = next.catch(() => undefined);
 });
 
 async function handle(msg: WorkerRequest): Promise<void> {
