@@ -310,6 +310,26 @@ describe('model runtime', () => {
     await runtime.close();
   });
 
+  it('runs many requests posted at once on the inference thread, one at a time or concurrentRuns at a time, with unchanged results', async () => {
+    const feeds = [0, 1, 2, 3, 4, 5].map((i) => {
+      const data = new Float32Array(3 * 48 * 48);
+      for (let k = 0; k < data.length; k++) data[k] = Math.sin(k * 0.01 + i);
+      return data;
+    });
+    const results: number[][][] = [];
+    for (const concurrentRuns of [1, 2]) {
+      const runtime = new ModelRuntime(new ModelStore(loadManifest(), MODELS_DIR), { ...testConfig().runtime, executionProviders: ['cpu'], concurrentRuns }, createLogger('silent'));
+      const onet = await runtime.load('mtcnn-onet');
+      const outs = await Promise.all(feeds.map((f) => onet.run(f.slice(), [1, 3, 48, 48])));
+      results.push(outs.map((o) => Array.from(o.prob.data as Float32Array)));
+      expect(onet.timing.calls).toBe(feeds.length);
+      await runtime.close();
+    }
+    expect(results[1]).toEqual(results[0]);
+    // Different inputs, different outputs: the replies went back to the requests they answer.
+    expect(new Set(results[0].map((r) => r.join())).size).toBe(feeds.length);
+  });
+
   it('falls back from CUDA to CPU on this machine and logs which provider it uses', async () => {
     const lines: Record<string, unknown>[] = [];
     const sink = new Writable({

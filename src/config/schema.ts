@@ -35,6 +35,12 @@ export const runtimeSchema = z
      * WebSocket traffic, and the JavaScript work of other frames, which now overlaps with inference.
      */
     inferenceThread: z.boolean().default(true),
+    /**
+     * Model runs the inference thread lets proceed at once. 1: each run has every intra-op thread.
+     * More, with fewer intra-op threads each, keeps the cores busy when the models are small
+     * (MTCNN's stages, batches of a few faces), at the cost of each run's latency.
+     */
+    concurrentRuns: z.int().min(1).max(64).default(1),
     /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */
     memoryPattern: z.boolean().default(true),
     /**

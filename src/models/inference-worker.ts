@@ -4,7 +4,7 @@
  * would stop ffmpeg reads, HTTP and WebSocket traffic, and the JavaScript work of other frames.
  * Messages: see inference-thread.ts.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { WorkerReply, WorkerRequest } from './inference-thread.js';
 
@@ -17,15 +17,27 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * One session run at a time: onnxruntime-node's run is asynchronous, and overlapping runs (the
- * P-Net levels of a pyramid are posted together) would each take the intra-op threads of the
- * whole machine, and their timings would overlap.
+ * At most `concurrentRuns` requests at a time (runtime.concurrentRuns, default 1):
+ * onnxruntime-node's run is asynchronous, and unbounded overlapping runs (the P-Net levels of a
+ * pyramid are posted together) would each take the intra-op threads of the whole machine.
  */
-let tail: Promise<unknown> = Promise.resolve();
+const limit: number = (workerData as { concurrentRuns?: number } | null)?.concurrentRuns ?? 1;
+let running = 0;
+const waiting: WorkerRequest[] = [];
+
+function pump(): void {
+  while (running < limit && waiting.length) {
+    running++;
+    void handle(waiting.shift()!).finally(() => {
+      running--;
+      pump();
+    });
+  }
+}
 
 port.on('message', (msg: WorkerRequest) => {
-  const next = tail.then(() => handle(msg));
-  tail = next.catch(() => undefined);
+  waiting.push(msg);
+  pump();
 });
 
 async function handle(msg: WorkerRequest): Promise<void> {
