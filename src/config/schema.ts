@@ -36,9 +36,9 @@ export const runtimeSchema = z
      */
     inferenceThread: z.boolean().default(true),
     /**
-     * Model runs the inference thread lets proceed at once. 1: each run has every intra-op thread.
-     * More, with fewer intra-op threads each, keeps the cores busy when the models are small
-     * (MTCNN's stages, batches of a few faces), at the cost of each run's latency.
+     * Requests the inference thread takes on at once. 1: each run is timed alone and its result
+     * goes back as soon as it is done. Larger values only interleave requests (a run computes
+     * synchronously on the thread); measured no faster in `npm run bench -- streams`.
      */
     concurrentRuns: z.int().min(1).max(64).default(1),
     /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */

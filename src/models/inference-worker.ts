@@ -17,9 +17,11 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * At most `concurrentRuns` requests at a time (runtime.concurrentRuns, default 1):
- * onnxruntime-node's run is asynchronous, and unbounded overlapping runs (the P-Net levels of a
- * pyramid are posted together) would each take the intra-op threads of the whole machine.
+ * At most `concurrentRuns` requests at a time (runtime.concurrentRuns, default 1). onnxruntime-node's
+ * run() returns a promise at once but then computes synchronously on this thread: requests
+ * started together (the P-Net levels of a pyramid are posted together) all took their start time
+ * at once, so each run's measured time included the runs before it, and no reply left until the
+ * last run had finished.
  */
 const limit: number = (workerData as { concurrentRuns?: number } | null)?.concurrentRuns ?? 1;
 let running = 0;
