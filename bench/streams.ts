@@ -5,7 +5,7 @@
  *
  * Options: --clips hamilton,crowd  --streams 1,2,4,8  --models arcface-mbf-112,vggface2-resnet50-arch
  *          --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1  --fps-hamilton 10  --fps-crowd 25
- *          --threads N (intra-op)  --concurrent-runs N  --in-flight N (pipeline.maxInFlight)  --detect-batch N
+ *          --threads N (intra-op)  --in-flight N (pipeline.maxInFlight)  --detect-batch N
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -68,7 +68,6 @@ export async function run(args: string[]): Promise<void> {
   const logger = createLogger('warn');
   const base = defaultConfig();
   base.runtime.intraOpThreads = Number(arg(args, 'threads', String(base.runtime.intraOpThreads)));
-  base.runtime.concurrentRuns = Number(arg(args, 'concurrent-runs', String(base.runtime.concurrentRuns)));
   base.pipeline.maxInFlight = Number(arg(args, 'in-flight', String(base.pipeline.maxInFlight)));
   base.pipeline.detect.maxBatch = Number(arg(args, 'detect-batch', String(base.pipeline.detect.maxBatch)));
   const modelsDir = process.env.FACESTREAM_MODELS_DIR ?? path.join(PACKAGE_ROOT, 'models');

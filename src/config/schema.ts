@@ -35,12 +35,6 @@ export const runtimeSchema = z
      * WebSocket traffic, and the JavaScript work of other frames, which now overlaps with inference.
      */
     inferenceThread: z.boolean().default(true),
-    /**
-     * Requests the inference thread takes on at once. 1: each run is timed alone and its result
-     * goes back as soon as it is done. Larger values only interleave requests (a run computes
-     * synchronously on the thread); measured no faster in `npm run bench -- streams`.
-     */
-    concurrentRuns: z.int().min(1).max(64).default(1),
     /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */
     memoryPattern: z.boolean().default(true),
     /**

@@ -32,7 +32,7 @@ interface Pending {
 
 /**
  * The host side of the inference thread: one worker for every model of a runtime, so model runs
- * happen `runtime.concurrentRuns` at a time while the main thread keeps working.
+ * happen one at a time (each uses all intra-op threads) while the main thread keeps working.
  * A worker that dies fails what it was doing and is started again for the next request.
  */
 export class InferenceThread {
@@ -42,15 +42,13 @@ export class InferenceThread {
   private nextSession = 1;
   private closed = false;
 
-  constructor(private readonly concurrentRuns = 1) {}
-
   private ensure(): Worker {
     if (this.closed) throw new FacestreamError('INFERENCE_FAILED', 'the inference thread was shut down');
     if (this.worker) return this.worker;
     if (!fs.existsSync(WORKER_FILE)) {
       throw new FacestreamError('MODEL_LOAD_FAILED', `the inference worker ${WORKER_FILE} is missing: run \`npm run build\` (or set runtime.inferenceThread to false)`);
     }
-    const worker = new Worker(WORKER_FILE, { workerData: { concurrentRuns: this.concurrentRuns } });
+    const worker = new Worker(WORKER_FILE);
     worker.unref();
     worker.on('message', (msg: WorkerReply) => {
       const p = this.pending.get(msg.req);

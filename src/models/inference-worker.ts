@@ -4,7 +4,7 @@
  * would stop ffmpeg reads, HTTP and WebSocket traffic, and the JavaScript work of other frames.
  * Messages: see inference-thread.ts.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { WorkerReply, WorkerRequest } from './inference-thread.js';
 
@@ -17,29 +17,16 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * At most `concurrentRuns` requests at a time (runtime.concurrentRuns, default 1). onnxruntime-node's
- * run() returns a promise at once but then computes synchronously on this thread: requests
- * started together (the P-Net levels of a pyramid are posted together) all took their start time
- * at once, so each run's measured time included the runs before it, and no reply left until the
- * last run had finished.
+ * One request at a time. onnxruntime-node's run() returns a promise at once but then computes
+ * synchronously on this thread: requests started together (the P-Net levels of a pyramid are
+ * posted together) all took their start time at once, so each run's measured time included the
+ * runs before it, and no reply left until the last run had finished.
  */
-const limit: number = (workerData as { concurrentRuns?: number } | null)?.concurrentRuns ?? 1;
-let running = 0;
-const waiting: WorkerRequest[] = [];
-
-function pump(): void {
-  while (running < limit && waiting.length) {
-    running++;
-    void handle(waiting.shift()!).finally(() => {
-      running--;
-      pump();
-    });
-  }
-}
+let tail: Promise<unknown> = Promise.resolve();
 
 port.on('message', (msg: WorkerRequest) => {
-  waiting.push(msg);
-  pump();
+  const next = tail.then(() => handle(msg));
+  tail = next.catch(() => undefined);
 });
 
 async function handle(msg: WorkerRequest): Promise<void> {

@@ -235,7 +235,7 @@ export class ModelRuntime {
       const source = provider === 'cpu' && this.config.rewritePrelu ? await this.rewritten(id, file) : file;
       const options = sessionOptions(this.config, provider);
       if (this.config.inferenceThread) {
-        this.thread ??= new InferenceThread(this.config.concurrentRuns);
+        this.thread ??= new InferenceThread();
         session = await this.thread.load(source, options);
       } else {
         session = new LocalSession(typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options));
