@@ -10,6 +10,11 @@ function looksLikePath(arg: string): boolean {
   return /[\\/]/.test(arg) || /\.(jpe?g|png|webp|gif|bmp|tiff?|avif|heic|heif)$/i.test(arg);
 }
 
+/** The 1:1 answer, the same for two pictures and for a picture against an identity. */
+function verdict(model: string, similarity: number, threshold: number) {
+  return { model, similarity, distance: 1 - similarity, threshold, match: similarity >= threshold };
+}
+
 export function verifyCommand(): Command {
   return withGalleryOption(
     new Command('verify')
@@ -37,11 +42,7 @@ export function verifyCommand(): Command {
           const threshold = opts.threshold ?? gallery.minSimilarity;
           printJson(
             {
-              model: analyzer.embedder.modelId,
-              similarity,
-              distance: 1 - similarity,
-              threshold,
-              match: similarity >= threshold,
+              ...verdict(analyzer.embedder.modelId, similarity, threshold),
               a: { file: a, face: faceJson(faceA) },
               identity: { id: identity.id, name: identity.name, templates: identity.templates, bestTemplate: templateId },
               gallery: gallery.dir,
@@ -65,11 +66,7 @@ export function verifyCommand(): Command {
     const threshold = opts.threshold ?? ctx.config.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity ?? 0.5;
     printJson(
       {
-        model: analyzer.embedder.modelId,
-        similarity,
-        distance: 1 - similarity,
-        threshold,
-        match: similarity >= threshold,
+        ...verdict(analyzer.embedder.modelId, similarity, threshold),
         a: { file: a, face: faceJson(faceA) },
         b: { file: b, face: faceJson(faceB) },
       },
