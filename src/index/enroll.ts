@@ -4,7 +4,8 @@ import { limitsSchema } from '../config/schema.js';
 import { FacestreamError, isFacestreamError, type ErrorCode } from '../errors.js';
 import { decodeImage, type DecodedImage, type ImageLimits } from '../image/decode.js';
 import type { Box, RgbImage } from '../image/types.js';
-import { faceArea, largestFace, type FaceAnalyzer } from '../pipeline/analyzer.js';
+import { largestFace, type FaceAnalyzer } from '../pipeline/analyzer.js';
+import { iou } from '../pipeline/detect/boxes.js';
 import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
 import { canonicalCrop } from './crop.js';
 import type { Gallery, IdentityRecord, IdentityRef, NewTemplate, Template } from './gallery.js';
@@ -59,14 +60,6 @@ interface Accepted {
 /** Shorter side of the detector box: the size the quality gate and the live pipeline talk about. */
 export function faceSize(face: { box: readonly number[] }): number {
   return Math.min(face.box[2] - face.box[0], face.box[3] - face.box[1]);
-}
-
-function iou(a: readonly number[], b: readonly number[]): number {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = w * h;
-  const union = faceArea({ box: a }) + faceArea({ box: b }) - inter;
-  return union > 0 ? inter / union : 0;
 }
 
 class Rejection extends Error {
