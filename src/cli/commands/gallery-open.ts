@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { FacestreamError } from '../../errors.js';
 import { Gallery, readGalleryInfo } from '../../index/gallery.js';
 import type { FaceAnalyzer } from '../../pipeline/analyzer.js';
 import { contextFor, type CliContext } from '../context.js';
@@ -25,8 +27,8 @@ export function galleryDir(ctx: CliContext): string {
 }
 
 /** Opens the gallery for the configured embedding model (enroll, identify, verify). */
-export function openForAnalyzer(ctx: CliContext, analyzer: FaceAnalyzer, readOnly: boolean): Promise<Gallery> {
-  return Gallery.open(galleryDir(ctx), {
+export function openForAnalyzer(ctx: CliContext, analyzer: FaceAnalyzer, readOnly: boolean, dir = galleryDir(ctx)): Promise<Gallery> {
+  return Gallery.open(dir, {
     modelId: analyzer.embedder.modelId,
     dimension: analyzer.embedder.dimension,
     config: ctx.config.gallery,
@@ -34,6 +36,20 @@ export function openForAnalyzer(ctx: CliContext, analyzer: FaceAnalyzer, readOnl
     defaultMinSimilarity: ctx.config.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
     readOnly,
   });
+}
+
+/**
+ * The gallery `run` recognises with: the one named by --gallery (which must exist), else the
+ * configured gallery directory when it holds a gallery, else none (faces are tracked, not named).
+ * Opened read-only: a running server may own the gallery.
+ */
+export async function openIfPresent(ctx: CliContext, analyzer: FaceAnalyzer, flag?: string): Promise<Gallery | undefined> {
+  const dir = path.resolve(flag ?? ctx.config.gallery.dir);
+  if (!fs.existsSync(dir) || fs.readdirSync(dir).length === 0) {
+    if (flag) throw new FacestreamError('FILE_NOT_FOUND', `gallery ${dir} does not exist; enroll people first with \`facestream enroll --gallery ${flag} <name> <pictures...>\``, { dir });
+    return undefined;
+  }
+  return openForAnalyzer(ctx, analyzer, true, dir);
 }
 
 /** Opens the gallery with whatever model it holds, without loading any model (management commands). */

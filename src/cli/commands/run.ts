@@ -6,7 +6,7 @@ import { Pipeline, type GalleryLike } from '../../pipeline/pipeline.js';
 import type { FrameResult } from '../../pipeline/result.js';
 import { AnnotatedVideoWriter } from '../annotated-video.js';
 import { contextFor, parseNumber, printJson, type CliContext } from '../context.js';
-import { openGalleryForCli } from '../gallery-access.js';
+import { openIfPresent } from './gallery-open.js';
 
 interface RunOptions {
   gallery?: string;
@@ -66,7 +66,7 @@ function renderPretty(pipeline: Pipeline, sources: Map<string, FrameSource>, las
 
 async function runSources(ctx: CliContext, sources: string[], opts: RunOptions): Promise<void> {
   const analyzer = await ctx.analyzer();
-  const gallery: GalleryLike | undefined = await openGalleryForCli(ctx, analyzer, opts.gallery);
+  const gallery: GalleryLike | undefined = await openIfPresent(ctx, analyzer, opts.gallery);
   const pipeline = new Pipeline(analyzer, ctx.config.pipeline, { gallery, logger: ctx.logger });
   const ids = streamIds(sources);
   const frameSources = new Map<string, FrameSource>();
