@@ -27,6 +27,12 @@ function withOutput(cmd: Command): Command {
   return cmd.option('--json', 'print JSON').option('--pretty', 'indent the JSON');
 }
 
+/** The result as JSON with --json or --pretty, else one line for people. */
+function printResult(opts: OutputFlags, value: unknown, line: string): void {
+  if (opts.json || opts.pretty) printJson(value, opts.pretty);
+  else process.stdout.write(`${line}\n`);
+}
+
 /** Opens the gallery (read-only or as writer), runs `fn`, always closes. */
 async function withGallery<T>(cmd: Command, flags: GalleryFlags, readOnly: boolean, fn: (g: Gallery, ctx: CliContext) => Promise<T> | T): Promise<T> {
   const ctx = galleryContext(cmd, flags);
@@ -105,8 +111,7 @@ export function galleryCommand(): Command {
       .action((ref: string, name: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, false, (g) => {
           const identity = g.renameIdentity(ref, name);
-          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
-          else process.stdout.write(`renamed ${identity.id} to "${identity.name}"\n`);
+          printResult(opts, identity, `renamed ${identity.id} to "${identity.name}"`);
         }),
       ),
   );
@@ -118,8 +123,7 @@ export function galleryCommand(): Command {
       .action((ref: string, metadata: unknown, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, false, (g) => {
           const identity = g.updateIdentity(ref, { metadata });
-          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
-          else process.stdout.write(`metadata of "${identity.name}" (${identity.id}) updated\n`);
+          printResult(opts, identity, `metadata of "${identity.name}" (${identity.id}) updated`);
         }),
       ),
   );
@@ -130,8 +134,7 @@ export function galleryCommand(): Command {
       .action((ref: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, false, (g) => {
           const identity = g.removeIdentity(ref);
-          if (opts.json || opts.pretty) printJson(identity, opts.pretty);
-          else process.stdout.write(`removed "${identity.name}" (${identity.id}) and its ${identity.templates} templates\n`);
+          printResult(opts, identity, `removed "${identity.name}" (${identity.id}) and its ${identity.templates} templates`);
         }),
       ),
   );
@@ -142,8 +145,7 @@ export function galleryCommand(): Command {
       .action((id: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, false, (g) => {
           const t = g.removeTemplate(id);
-          if (opts.json || opts.pretty) printJson(t, opts.pretty);
-          else process.stdout.write(`removed template ${t.id} (${t.source}) of ${t.identityId}\n`);
+          printResult(opts, t, `removed template ${t.id} (${t.source}) of ${t.identityId}`);
         }),
       ),
   );
@@ -154,8 +156,7 @@ export function galleryCommand(): Command {
       .action((file: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, true, async (g) => {
           const summary = await exportGallery(g, file);
-          if (opts.json || opts.pretty) printJson(summary, opts.pretty);
-          else process.stdout.write(`exported ${summary.identities} identities and ${summary.templates} templates to ${file} (${(summary.bytes / 1024).toFixed(0)} KiB)\n`);
+          printResult(opts, summary, `exported ${summary.identities} identities and ${summary.templates} templates to ${file} (${(summary.bytes / 1024).toFixed(0)} KiB)`);
         }),
       ),
   );
