@@ -1,0 +1,362 @@
+import crypto from 'node:crypto';
+import { FacestreamError } from '../errors.js';
+import { type GalleryStore, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
+
+/**
+ * The gallery's records: identities and their templates as SQLite holds them, plus the small
+ * in-memory view searches need (which identity owns each template, and each identity's name).
+ * Every write is one SQLite transaction; the in-memory view changes only after the commit.
+ * Knows nothing of the search index: callers feed the index with what these methods return.
+ */
+
+export interface IdentityRecord {
+  id: string;
+  name: string;
+  metadata: unknown;
+  createdAt: string;
+  updatedAt: string;
+  templates: number;
+}
+
+export interface Template {
+  id: string;
+  identityId: string;
+  source: string;
+  contentHash: string | null;
+  detectionScore: number | null;
+  faceSize: number | null;
+  modelId: string;
+  createdAt: string;
+}
+
+/** Who a template is added to: an existing identity (by id, or by a unique name) or a new one. */
+export interface IdentityRef {
+  id?: string;
+  name?: string;
+  metadata?: unknown;
+}
+
+/** What one entry of addTemplatesBatch wrote: the identity, the new templates and their numeric ids (index labels). */
+export interface AddedTemplates {
+  identity: IdentityRecord;
+  templates: Template[];
+  created: boolean;
+  /** Identity primary key and the new templates' labels, for the index. */
+  pk: number;
+  labels: number[];
+}
+
+const IDENTITY_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+/** A template id as the index labels it (a positive integer), or 0 when the string is not one. */
+export function templateLabel(id: string): number {
+  const n = Number(id);
+  return Number.isInteger(n) && n > 0 && String(n) === id ? n : 0;
+}
+
+export class GalleryRecords {
+  /** Template id -> identity pk (0: none). Template ids are dense, so a typed array beats a Map. */
+  private owner = new Int32Array(1024);
+  private readonly names = new Map<number, { id: string; name: string }>();
+  private live = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly modelId: string,
+    readonly dimension: number,
+    private readonly store: GalleryStore,
+  ) {}
+
+  /** Reads the in-memory view (owners and names) from the database. */
+  load(): void {
+    this.names.clear();
+    this.owner.fill(0);
+    this.live = 0;
+    for (const { pk, id, name } of this.store.allIdentityNames()) this.names.set(pk, { id, name });
+    for (const [id, pk] of this.store.templateOwners()) {
+      this.setOwner(id, pk);
+      this.live++;
+    }
+  }
+
+  /** Templates held (in memory; equal to the database's count unless check() says otherwise). */
+  get templateCount(): number {
+    return this.live;
+  }
+
+  get identityCount(): number {
+    return this.names.size;
+  }
+
+  /** The identity pk owning a template label, 0 when none (removed, or never existed). */
+  ownerOf(templateId: number): number {
+    return templateId < this.owner.length ? this.owner[templateId] : 0;
+  }
+
+  /** Id and name of an identity by pk, from memory. */
+  identityOf(pk: number): { id: string; name: string } | undefined {
+    return this.names.get(pk);
+  }
+
+  private setOwner(templateId: number, pk: number): void {
+    if (templateId >= this.owner.length) {
+      let n = this.owner.length;
+      while (n <= templateId) n *= 2;
+      const grown = new Int32Array(n);
+      grown.set(this.owner);
+      this.owner = grown;
+    }
+    this.owner[templateId] = pk;
+  }
+
+  private forget(templateId: number): boolean {
+    if (this.ownerOf(templateId) === 0) return false;
+    this.owner[templateId] = 0;
+    this.live--;
+    return true;
+  }
+
+  // ---------------------------------------------------------------- rows to records
+
+  private identityRecord(row: IdentityRow, templates?: number): IdentityRecord {
+    return {
+      id: row.id,
+      name: row.name,
+      metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as unknown),
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+      templates: templates ?? this.store.templateCountOf(row.pk),
+    };
+  }
+
+  private templateRecord(row: TemplateRow, identityId?: string): Template {
+    return {
+      id: String(row.id),
+      identityId: identityId ?? this.names.get(row.identity)?.id ?? this.store.identityByPk(row.identity)?.id ?? '',
+      source: row.source,
+      contentHash: row.content_hash,
+      detectionScore: row.detection_score,
+      faceSize: row.face_size,
+      modelId: row.model_id,
+      createdAt: row.created_at,
+    };
+  }
+
+  /** An identity by id, or else by name when exactly one identity has it. */
+  private findIdentityRow(ref: string): IdentityRow | undefined {
+    const byId = this.store.identityById(ref);
+    if (byId) return byId;
+    const byName = this.store.identitiesByName(ref);
+    if (byName.length > 1) {
+      throw new FacestreamError('BAD_REQUEST', `${byName.length} identities are named "${ref}" (${byName.map((r) => r.id).join(', ')}); use an id`, { name: ref, ids: byName.map((r) => r.id) });
+    }
+    return byName[0];
+  }
+
+  requireIdentityRow(ref: string): IdentityRow {
+    const row = this.findIdentityRow(ref);
+    if (!row) throw new FacestreamError('IDENTITY_NOT_FOUND', `no identity "${ref}" in gallery ${this.dir}`, { identity: ref });
+    return row;
+  }
+
+  private validateNewId(id: string): void {
+    if (!IDENTITY_ID.test(id)) {
+      throw new FacestreamError('BAD_REQUEST', `identity id "${id}" must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit)`, { id });
+    }
+    if (this.store.identityById(id)) throw new FacestreamError('IDENTITY_EXISTS', `identity "${id}" already exists`, { id });
+  }
+
+  private validateName(name: string): string {
+    const trimmed = name.trim();
+    if (!trimmed || trimmed.length > 256) throw new FacestreamError('BAD_REQUEST', 'an identity name must have 1 to 256 characters', { name });
+    return trimmed;
+  }
+
+  // ---------------------------------------------------------------- identities
+
+  createIdentity(input: { id?: string; name: string; metadata?: unknown }): IdentityRecord {
+    const name = this.validateName(input.name);
+    const id = input.id ?? crypto.randomUUID();
+    this.validateNewId(id);
+    const row = this.store.transaction(() => this.store.insertIdentity(id, name, input.metadata, now()));
+    this.names.set(row.pk, { id: row.id, name: row.name });
+    return this.identityRecord(row, 0);
+  }
+
+  getIdentity(ref: string): IdentityRecord | undefined {
+    const row = this.findIdentityRow(ref);
+    return row ? this.identityRecord(row) : undefined;
+  }
+
+  getIdentityById(id: string): IdentityRecord | undefined {
+    const row = this.store.identityById(id);
+    return row ? this.identityRecord(row) : undefined;
+  }
+
+  requireIdentity(ref: string): IdentityRecord {
+    return this.identityRecord(this.requireIdentityRow(ref));
+  }
+
+  listIdentities(opts: { offset?: number; limit?: number; search?: string } = {}): IdentityRecord[] {
+    return this.store.listIdentities(opts).map((r) => this.identityRecord(r, r.templates));
+  }
+
+  updateIdentity(ref: string, fields: { name?: string; metadata?: unknown }): { identity: IdentityRecord; previousName: string } {
+    const row = this.requireIdentityRow(ref);
+    const name = fields.name === undefined ? undefined : this.validateName(fields.name);
+    this.store.transaction(() => this.store.updateIdentity(row.pk, { name, metadata: fields.metadata }, now()));
+    const updated = this.store.identityByPk(row.pk)!;
+    this.names.set(row.pk, { id: updated.id, name: updated.name });
+    return { identity: this.identityRecord(updated), previousName: row.name };
+  }
+
+  /** Removes an identity and all its templates in one transaction; returns it and its removed template labels. */
+  removeIdentity(ref: string): { identity: IdentityRecord; labels: number[] } {
+    const row = this.requireIdentityRow(ref);
+    const templates = this.store.templatesOf(row.pk);
+    this.store.transaction(() => {
+      for (const t of templates) this.store.deleteTemplate(t.id);
+      this.store.deleteIdentity(row.pk);
+    });
+    const labels = templates.map((t) => t.id).filter((id) => this.forget(id));
+    this.names.delete(row.pk);
+    return { identity: this.identityRecord(row, templates.length), labels };
+  }
+
+  // ---------------------------------------------------------------- templates
+
+  hasPicture(ref: string, contentHash: string): boolean {
+    const row = this.findIdentityRow(ref);
+    return row ? this.store.hashesOf(row.pk).has(contentHash) : false;
+  }
+
+  pictureHashes(ref: string): Set<string> {
+    const row = this.findIdentityRow(ref);
+    return row ? this.store.hashesOf(row.pk) : new Set();
+  }
+
+  /**
+   * Adds templates to identities (creating those a ref names none of), all in one transaction:
+   * when this returns every template is committed; on error nothing is. A picture whose content
+   * hash the identity already holds is refused (DUPLICATE_TEMPLATE).
+   */
+  addTemplatesBatch(entries: readonly { identity: IdentityRef; templates: readonly NewTemplate[] }[]): AddedTemplates[] {
+    for (const e of entries) if (!e.identity.id && !e.identity.name) throw new FacestreamError('BAD_REQUEST', 'an identity id or name is needed', {});
+    const createdAt = now();
+    const written = this.store.transaction(() =>
+      entries.map(({ identity: ref, templates }) => {
+        let row = ref.id ? this.store.identityById(ref.id) : this.findIdentityRow(ref.name!);
+        let created = false;
+        if (!row) {
+          const id = ref.id ?? crypto.randomUUID();
+          this.validateNewId(id);
+          row = this.store.insertIdentity(id, this.validateName(ref.name ?? id), ref.metadata, createdAt);
+          created = true;
+        }
+        const hashes = created ? new Set<string>() : this.store.hashesOf(row.pk);
+        const ids: number[] = [];
+        for (const t of templates) {
+          if (t.contentHash) {
+            if (hashes.has(t.contentHash)) {
+              throw new FacestreamError('DUPLICATE_TEMPLATE', `${t.source}: identity "${row.name}" already has this picture`, { source: t.source, identityId: row.id, contentHash: t.contentHash });
+            }
+            hashes.add(t.contentHash);
+          }
+          ids.push(this.store.insertTemplate(row.pk, t, this.modelId, createdAt));
+        }
+        if (!created && ids.length) this.store.touchIdentity(row.pk, createdAt);
+        return { row, ids, created };
+      }),
+    );
+    // Committed: now the in-memory view learns about it.
+    return written.map(({ row, ids, created }, e) => {
+      const templates = entries[e].templates;
+      this.names.set(row.pk, { id: row.id, name: row.name });
+      for (const id of ids) {
+        this.setOwner(id, row.pk);
+        this.live++;
+      }
+      const identity = this.identityRecord(created ? row : this.store.identityByPk(row.pk)!, created ? ids.length : undefined);
+      const added = ids.map(
+        (id, i): Template => ({
+          id: String(id),
+          identityId: row.id,
+          source: templates[i].source,
+          contentHash: templates[i].contentHash ?? null,
+          detectionScore: templates[i].detectionScore ?? null,
+          faceSize: templates[i].faceSize ?? null,
+          modelId: this.modelId,
+          createdAt,
+        }),
+      );
+      return { identity, templates: added, created, pk: row.pk, labels: ids };
+    });
+  }
+
+  listTemplates(ref: string): Template[] {
+    const row = this.requireIdentityRow(ref);
+    return this.store.templatesOf(row.pk).map((t) => this.templateRecord(t, row.id));
+  }
+
+  getTemplate(templateId: string): Template | undefined {
+    const label = templateLabel(templateId);
+    const row = label ? this.store.templateById(label) : undefined;
+    return row ? this.templateRecord(row) : undefined;
+  }
+
+  private requireTemplateRow(templateId: string): TemplateRow {
+    const label = templateLabel(templateId);
+    const row = label ? this.store.templateById(label) : undefined;
+    if (!row) throw new FacestreamError('TEMPLATE_NOT_FOUND', `no template "${templateId}" in gallery ${this.dir}`, { templateId });
+    return row;
+  }
+
+  templateCrop(templateId: string): StoredCrop | undefined {
+    return this.store.crop(this.requireTemplateRow(templateId).id);
+  }
+
+  templateEmbedding(templateId: string): Float32Array {
+    return this.store.embedding(this.requireTemplateRow(templateId).id, this.dimension)!;
+  }
+
+  /** Removes one template; returns its record and label. */
+  removeTemplate(templateId: string): { template: Template; label: number } {
+    const row = this.requireTemplateRow(templateId);
+    const template = this.templateRecord(row);
+    this.store.transaction(() => this.store.deleteTemplate(row.id));
+    this.forget(row.id);
+    return { template, label: row.id };
+  }
+
+  /** Stored embeddings of one identity's templates, for 1:1 scoring. */
+  identityEmbeddings(ref: string): { row: IdentityRow; vectors: { id: number; v: Float32Array }[] } {
+    const row = this.requireIdentityRow(ref);
+    const vectors: { id: number; v: Float32Array }[] = [];
+    for (const t of this.store.templatesOf(row.pk)) {
+      const v = this.store.embedding(t.id, this.dimension);
+      if (v) vectors.push({ id: t.id, v });
+    }
+    return { row, vectors };
+  }
+
+  /**
+   * Problems of the records: SQLite's own checks, embedding sizes, and the in-memory view against
+   * the database. Returns them with the database's template owners (label -> identity pk).
+   */
+  problems(): { problems: string[]; owners: Map<number, number> } {
+    const problems = this.store.integrityProblems(this.dimension);
+    const templates = this.store.templateCount();
+    if (templates !== this.live) problems.push(`memory holds ${this.live} templates, the database ${templates}`);
+    const owners = new Map<number, number>();
+    for (const [id, pk] of this.store.templateOwners()) {
+      owners.set(id, pk);
+      if (this.ownerOf(id) !== pk) problems.push(`template ${id}: owner in memory ${this.ownerOf(id)}, in the database ${pk}`);
+      if (!this.names.has(pk)) problems.push(`template ${id} belongs to identity pk ${pk}, which does not exist`);
+    }
+    return { problems, owners };
+  }
+}
