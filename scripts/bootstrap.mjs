@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aptGet } from './apt.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
@@ -41,8 +42,15 @@ if (wanted.length) {
   const pkgs = wanted.map(([pkg]) => pkg);
   if (process.getuid?.() === 0 && has('apt-get')) {
     say(`installing ${pkgs.join(', ')} with apt-get`);
-    run('apt-get', ['update', '-qq']);
-    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { env: { ...env, DEBIAN_FRONTEND: 'noninteractive' } });
+    const apt = (argv) => {
+      const status = aptGet(argv, { env: { ...env, DEBIAN_FRONTEND: 'noninteractive' }, say });
+      if (status !== 0) {
+        say(`apt-get ${argv.join(' ')} failed (exit ${status})`);
+        process.exit(status);
+      }
+    };
+    apt(['update', '-qq']);
+    apt(['install', '-y', '-qq', '--no-install-recommends', ...pkgs]);
   } else {
     say(`missing system programs: ${pkgs.join(', ')}. Install them, e.g. \`sudo apt-get install ${pkgs.join(' ')}\` (macOS: \`brew install ${pkgs.join(' ')}\`)`);
     process.exit(1);
