@@ -22,7 +22,7 @@ export interface GlobalOptions {
 export function addGlobalOptions(program: Command): Command {
   return program
     .option('-c, --config <file>', 'config file (JSON or YAML); also FACESTREAM_CONFIG')
-    .option('--models-dir <dir>', 'directory holding model files (default ./models; also FACESTREAM_MODELS_DIR)')
+    .option('--models-dir <dir>', 'directory holding model files (default: the installation\'s models/; also FACESTREAM_MODELS_DIR)')
     .option('--provider <list>', 'onnxruntime execution providers in order, e.g. cuda,cpu')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--max-pixels <n>', 'refuse pictures larger than this many pixels')

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { defaultModelsDir } from '../paths.js';
 import { gallerySchema } from './sections/gallery.js';
 import { ingestSchema } from './sections/ingest.js';
 import { pipelineSchema } from './sections/pipeline.js';
@@ -48,8 +49,11 @@ export const runtimeSchema = z
 
 export const modelsSchema = z
   .strictObject({
-    /** Directory holding model files, laid out as the manifest's `file` paths. */
-    dir: z.string().min(1).default('./models'),
+    /**
+     * Directory holding model files, laid out as the manifest's `file` paths. Default: the
+     * installation's `models/` (whatever the working directory), else a per-user cache (src/paths.ts).
+     */
+    dir: z.string().min(1).default(() => defaultModelsDir()),
     /** Manifest path; empty means the manifest shipped with facestream (models/manifest.json). */
     manifest: z.string().optional(),
     /**

@@ -49,3 +49,24 @@ export function aggregateByIdentity(hits: readonly ScoredTemplate[], k: number, 
   out.sort((a, b) => b.similarity - a.similarity);
   return out.slice(0, k);
 }
+
+/**
+ * Who a face is, as every output names it (CLI JSON, REST, WebSocket, docs): `identity` holds the
+ * identity's `id` and `name`, the `similarity` (cosine, -1..1) and the best `templateId`; a face's
+ * `candidates` are the same objects. null identity: unknown.
+ */
+export interface FaceIdentity {
+  id: string;
+  name: string;
+  similarity: number;
+  templateId: string;
+}
+
+export function faceIdentity(m: IdentityMatch): FaceIdentity {
+  return { id: m.identityId, name: m.name, similarity: m.similarity, templateId: m.templateId };
+}
+
+/** The `identity` (null: unknown) and `candidates` of a face from Gallery.identify's answer. */
+export function faceIdentification(found: { match: IdentityMatch | null; candidates: IdentityMatch[] }): { identity: FaceIdentity | null; candidates: FaceIdentity[] } {
+  return { identity: found.match ? faceIdentity(found.match) : null, candidates: found.candidates.map(faceIdentity) };
+}

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { drawAnnotations } from '../../image/draw.js';
+import { faceIdentification } from '../../index/search.js';
 import { parseNumber, printJson } from '../context.js';
 import { loadPicture } from '../faces.js';
 import { galleryContext, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
@@ -36,8 +37,7 @@ export function identifyCommand(): Command {
         const results = faces
           .sort((a, b) => a.box[0] - b.box[0])
           .map((face) => {
-            const { match, candidates } = gallery.identify(face.embedding!, opts.top);
-            return { box: face.box, score: face.score, identity: match ? { id: match.identityId, name: match.name, similarity: match.similarity } : null, candidates };
+            return { box: face.box, score: face.score, ...faceIdentification(gallery.identify(face.embedding!, opts.top)) };
           });
         if (opts.annotate) {
           const annotations = results.map((r) => ({

@@ -30,8 +30,25 @@ export interface FaceAttributes {
   /** Estimated age in years. */
   age: number;
   gender: 'male' | 'female';
-  /** The gender net's raw value in [0, 1]; above 0.5 means male. */
+  /**
+   * The gender net's regressed value clamped to [0, 1]: 0 female, 1 male, above 0.5 means male.
+   * A score of how male the face looks to the net, not a calibrated probability (SSR-Net
+   * regresses it; its bin offsets let the raw value leave [0, 1], e.g. 1.028).
+   */
   genderScore: number;
+}
+
+/** Ages SSR-Net's age head can mean: 0 to V - 1 = 100 years; the raw regression can leave it a little. */
+const AGE_RANGE: [number, number] = [0, 100];
+
+function clamp(x: number, [lo, hi]: readonly [number, number]): number {
+  return Math.min(hi, Math.max(lo, x));
+}
+
+/** The attributes of one face from the two nets' raw regressions (see FaceAttributes for ranges and meaning). */
+export function faceAttributes(rawAge: number, rawGender: number): FaceAttributes {
+  const genderScore = clamp(rawGender, [0, 1]);
+  return { age: Math.round(clamp(rawAge, AGE_RANGE) * 10) / 10, gender: genderScore > 0.5 ? 'male' : 'female', genderScore: Math.round(genderScore * 1000) / 1000 };
 }
 
 /** One SSR-Net model: crops, batches, decodes. */
@@ -85,6 +102,6 @@ export class AttributeEstimator {
     const [ages, genders] = await Promise.all([this.age.predict(items), this.gender.predict(items)]);
     this.timings.faces += items.length;
     this.timings.ms += performance.now() - start;
-    return ages.map((age, i) => ({ age: Math.round(age * 10) / 10, gender: genders[i] > 0.5 ? 'male' : 'female', genderScore: Math.round(genders[i] * 1000) / 1000 }));
+    return ages.map((age, i) => faceAttributes(age, genders[i]));
   }
 }

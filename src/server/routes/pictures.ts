@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FacestreamError } from '../../errors.js';
 import { decodeImage, type DecodedImage } from '../../image/decode.js';
 import { largestFace, type AnalyzedFace } from '../../pipeline/analyzer.js';
+import { faceIdentification } from '../../index/search.js';
 import { cosineSimilarity } from '../../pipeline/embed/vector.js';
 import type { ServerContext } from '../context.js';
 import { base64Picture, boxSchema, IDENTITY_ID_PATTERN, multipartBody, pointSchema, responses } from '../schemas.js';
@@ -20,7 +21,8 @@ const attributes = {
   genderScore: { type: ['number', 'null'] },
 } as const;
 
-const candidate = { type: 'object', properties: { identityId: { type: 'string' }, name: { type: 'string' }, similarity: { type: 'number' }, templateId: { type: 'string' } } } as const;
+/** A face's identity and each candidate: FaceIdentity (src/index/search.ts), named the same in the CLI and on the WebSocket. */
+const candidate = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, similarity: { type: 'number' }, templateId: { type: 'string' } } } as const;
 
 const pictureResult = (faceProps: Record<string, unknown>) => ({
   type: 'object',
@@ -93,7 +95,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         summary: 'Who is in a picture: each face\'s best gallery match (null: unknown) and the top-k candidates',
         querystring: { ...query, properties: { ...query.properties, k: { type: 'integer', minimum: 1, maximum: 100, default: 5 } } },
         body: body('one picture file'),
-        response: responses({ 200: pictureResult({ ...faceBase, ...attributes, match: { anyOf: [candidate, { type: 'null' }] }, candidates: { type: 'array', items: candidate } }) }),
+        response: responses({ 200: pictureResult({ ...faceBase, ...attributes, identity: { anyOf: [candidate, { type: 'null' }] }, candidates: { type: 'array', items: candidate } }) }),
       },
     },
     async (req) => {
@@ -102,8 +104,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req) });
       const started = performance.now();
       const out = faces.map((f) => {
-        const { match, candidates } = ctx.gallery.identify(f.embedding!, k);
-        return { ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, match, candidates };
+        return { ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, ...faceIdentification(ctx.gallery.identify(f.embedding!, k)) };
       });
       if (faces.length) metrics.observeStage('match', performance.now() - started);
       return { width: img.width, height: img.height, faces: out };
