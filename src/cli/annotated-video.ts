@@ -22,6 +22,9 @@ export class AnnotatedVideoWriter {
   private readonly input = new PassThrough({ highWaterMark: 4 });
   private readonly done: Promise<void>;
   private chain: Promise<void> = Promise.resolve();
+  /** Frames written without annotations because drawing them failed (and the last reason). */
+  drawFailures = 0;
+  lastDrawError?: string;
 
   constructor(
     readonly file: string,
@@ -46,7 +49,15 @@ export class AnnotatedVideoWriter {
 
   write(result: FrameResult, frame: PipelineFrame): Promise<void> {
     this.chain = this.chain.then(async () => {
-      const pixels = await drawAnnotationsRaw(frame, resultAnnotations(result));
+      let pixels: Buffer;
+      try {
+        pixels = await drawAnnotationsRaw(frame, resultAnnotations(result));
+      } catch (err) {
+        // A frame that cannot be annotated is still written, plain: the video keeps every frame.
+        this.drawFailures++;
+        this.lastDrawError = err instanceof Error ? err.message : String(err);
+        pixels = Buffer.from(frame.data.buffer, frame.data.byteOffset, frame.data.length);
+      }
       if (!this.input.write(pixels)) await new Promise<void>((r) => this.input.once('drain', () => r()));
     });
     return this.chain;

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { displayText } from '../identity-name.js';
 import type { Box, Point, RgbImage } from './types.js';
 
 export interface Annotation {
@@ -10,7 +11,8 @@ export interface Annotation {
   color?: string;
 }
 
-const escapeXml = (s: string): string => s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
+/** Escapes text for SVG after replacing what no label may hold (controls, bidi overrides: see displayText). */
+const escapeXml = (s: string): string => displayText(s).replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 
 /** An SVG overlay the size of the picture with boxes, landmarks and labels. */
 export function annotationSvg(width: number, height: number, annotations: readonly Annotation[]): string {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { FacestreamError } from '../errors.js';
+import { normalizeIdentityName } from '../identity-name.js';
 import { type GalleryStore, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
 
 /**
@@ -150,7 +151,11 @@ export class GalleryRecords {
   private findIdentityRow(ref: string): IdentityRow | undefined {
     const byId = this.store.identityById(ref);
     if (byId) return byId;
-    const byName = this.store.identitiesByName(ref);
+    let byName = this.store.identitiesByName(ref);
+    if (byName.length === 0) {
+      const normalized = ref.normalize('NFC').trim().replace(/\p{Zs}+/gu, ' ');
+      if (normalized !== ref) byName = this.store.identitiesByName(normalized);
+    }
     if (byName.length > 1) {
       throw new FacestreamError('BAD_REQUEST', `${byName.length} identities are named "${ref}" (${byName.map((r) => r.id).join(', ')}); use an id`, { name: ref, ids: byName.map((r) => r.id) });
     }
@@ -171,9 +176,7 @@ export class GalleryRecords {
   }
 
   private validateName(name: string): string {
-    const trimmed = name.trim();
-    if (!trimmed || trimmed.length > 256) throw new FacestreamError('BAD_REQUEST', 'an identity name must have 1 to 256 characters', { name });
-    return trimmed;
+    return normalizeIdentityName(name);
   }
 
   // ---------------------------------------------------------------- identities

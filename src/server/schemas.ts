@@ -5,6 +5,13 @@
  */
 
 export const STREAM_ID_PATTERN = '^[A-Za-z0-9._-]{1,64}$';
+/**
+ * An identity name in a body: only a size bound here (16 characters per character a person counts
+ * at most); the rule itself (normalisation, refused characters, length in characters) is
+ * src/identity-name.ts, the same for the CLI and the API.
+ */
+export const identityNameSchema = { type: 'string', minLength: 1, maxLength: 4096 } as const;
+
 export const IDENTITY_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$';
 
 const num = { type: 'number' } as const;

@@ -9,7 +9,7 @@ import type { EnrollReport } from '../../index/enroll.js';
 import { exportGallery, importGallery } from '../../index/transfer.js';
 import type { ServerContext } from '../context.js';
 import { problem, PROBLEM_CONTENT_TYPE } from '../problem.js';
-import { base64Picture, IDENTITY_ID_PATTERN, multipartBody, responses, templateSchema } from '../schemas.js';
+import { base64Picture, IDENTITY_ID_PATTERN, multipartBody, responses, templateSchema, identityNameSchema } from '../schemas.js';
 import { bodyTooLarge, byteLimit, readUploads } from '../uploads.js';
 import { rateLimitOf } from './streams.js';
 
@@ -35,7 +35,7 @@ const picturesJson = {
     images: {
       type: 'array',
       minItems: 1,
-      items: { type: 'object', additionalProperties: false, required: ['data'], properties: { name: { type: 'string', maxLength: 256 }, data: base64Picture } },
+      items: { type: 'object', additionalProperties: false, required: ['data'], properties: { name: { type: 'string', maxLength: 1024 }, data: base64Picture } },
     },
     allowLargest: { type: 'boolean', description: 'enroll the largest face of a picture with several' },
   },
@@ -43,7 +43,7 @@ const picturesJson = {
 
 const enrollJson = {
   ...picturesJson,
-  properties: { ...picturesJson.properties, id: { type: 'string', pattern: IDENTITY_ID_PATTERN }, name: { type: 'string', minLength: 1, maxLength: 256 }, metadata: {} },
+  properties: { ...picturesJson.properties, id: { type: 'string', pattern: IDENTITY_ID_PATTERN }, name: identityNameSchema, metadata: {} },
   anyOf: [{ required: ['id'] }, { required: ['name'] }],
 } as const;
 
@@ -93,7 +93,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags: ['gallery'],
         summary: 'Create an identity without pictures',
-        body: { type: 'object', additionalProperties: false, required: ['name'], properties: { id: { type: 'string', pattern: IDENTITY_ID_PATTERN }, name: { type: 'string', minLength: 1, maxLength: 256 }, metadata: {} } },
+        body: { type: 'object', additionalProperties: false, required: ['name'], properties: { id: { type: 'string', pattern: IDENTITY_ID_PATTERN }, name: identityNameSchema, metadata: {} } },
         response: responses({ 201: identity }),
       },
     },
@@ -115,7 +115,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
         tags: ['gallery'],
         summary: 'Rename an identity or replace its metadata',
         params: identityParams,
-        body: { type: 'object', additionalProperties: false, minProperties: 1, properties: { name: { type: 'string', minLength: 1, maxLength: 256 }, metadata: {} } },
+        body: { type: 'object', additionalProperties: false, minProperties: 1, properties: { name: identityNameSchema, metadata: {} } },
         response: responses({ 200: identity }),
       },
     },

@@ -11,6 +11,7 @@ import {
   STREAM_ID_PATTERN,
   streamOptionsProperties,
   templateSchema,
+  identityNameSchema,
 } from '../schemas.js';
 
 const idParams = { type: 'object', properties: { id: { type: 'string', pattern: STREAM_ID_PATTERN } }, required: ['id'], additionalProperties: false } as const;
@@ -54,7 +55,7 @@ const enrollBody = {
   properties: {
     trackId: { type: 'integer', minimum: 0, description: 'a track id from the stream\'s latest frame (WebSocket frame message or GET .../faces)' },
     identityId: { type: 'string', pattern: IDENTITY_ID_PATTERN, description: 'add to this identity (created when new, named `name` or the id)' },
-    name: { type: 'string', minLength: 1, maxLength: 256, description: 'add to the identity with this name, or create it' },
+    name: { ...identityNameSchema, description: 'add to the identity with this name, or create it' },
   },
   anyOf: [{ required: ['identityId'] }, { required: ['name'] }],
 } as const;
