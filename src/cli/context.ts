@@ -81,7 +81,7 @@ export class CliContext {
   /** The detector alone: `detect` needs neither the embedding nor the attribute models. */
   detector(): Promise<MtcnnDetector> {
     const d = this.config.detector;
-    this.detectorPromise ??= MtcnnDetector.load(this.runtime, { minFaceSize: d.minFaceSize, scaleFactor: d.scaleFactor, thresholds: d.thresholds });
+    this.detectorPromise ??= MtcnnDetector.load(this.runtime, { minFaceSize: d.minFaceSize, scaleFactor: d.scaleFactor, thresholds: d.thresholds, cropPadding: d.cropPadding });
     return this.detectorPromise;
   }
 

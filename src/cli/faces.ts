@@ -10,7 +10,7 @@ export function loadPicture(ctx: CliContext, file: string): Promise<DecodedImage
 
 /** The face a one-face command works on: the largest, or a clear error when there is none. */
 export async function requireLargestFace(analyzer: FaceAnalyzer, image: DecodedImage, file: string, embed = true): Promise<AnalyzedFace> {
-  const [faces] = await analyzer.analyze([image], { embed, attributes: false });
+  const [faces] = await analyzer.analyze([image], { embed, attributes: false, stillPictures: true });
   const face = largestFace(faces);
   if (!face) throw new FacestreamError('NO_FACE', `${file}: no face found`, { file });
   return face;

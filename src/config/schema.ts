@@ -74,6 +74,19 @@ export const detectorSchema = z
     thresholds: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1), z.number().min(0).max(1)]).default([0.6, 0.7, 0.7]),
     /** Faces below this final score are dropped from results (0 keeps everything O-Net accepts). */
     minScore: z.number().min(0).max(1).default(0),
+    /**
+     * R-Net/O-Net crops of boxes that leave the picture: 'zero' pads the outside with black (the
+     * original MTCNN); 'clamp' cuts the box at the border and stretches the rest (facenet-pytorch,
+     * the detection parity reference), which puts a face cut by the border in a wrong box
+     * (similarity 0.0 instead of 0.86 against the same person).
+     */
+    cropPadding: z.enum(['zero', 'clamp']).default('zero'),
+    /**
+     * Still pictures where nothing is found are searched again padded on every side by this
+     * fraction of their longer side: a face filling the picture (an ID photo, a tight crop) has
+     * no context for MTCNN otherwise. 0 turns it off. Video frames are never padded.
+     */
+    picturePadding: z.number().min(0).max(1).default(0.25),
   })
   .prefault({});
 

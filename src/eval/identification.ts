@@ -125,7 +125,7 @@ export async function evaluateIdentification(
         const known = (enrolledCount.get(s.identity) ?? 0) > 0;
         try {
           const image = await loadImageFile(file, config.limits);
-          const [faces] = await analyzer.analyze([image], { embed: true, attributes: false });
+          const [faces] = await analyzer.analyze([image], { embed: true, attributes: false, stillPictures: true });
           const face = largestFace(faces);
           if (!face?.embedding) {
             failures.push({ file, stage: 'test', reason: 'no face found' });

@@ -1,6 +1,8 @@
 import fs from 'node:fs/promises';
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { FacestreamError } from '../errors.js';
+import { rootLogger } from '../log.js';
+import { checkDecodableFormat, unknownFormatMessage } from './formats.js';
 import type { RgbImage } from './types.js';
 
 export interface ImageLimits {
@@ -12,6 +14,8 @@ export interface DecodedImage extends RgbImage {
   /** The encoded bytes, kept for content hashing and for storing crops without re-encoding. */
   readonly source: Buffer;
   readonly format: string;
+  /** Decoder warnings the picture was decoded despite (see tolerantDecode). */
+  readonly warnings?: string[];
 }
 
 /** Reads an image file with the checks a user expects to be told about in plain words. */
@@ -38,7 +42,7 @@ export async function readImageFile(file: string, limits: ImageLimits): Promise<
 }
 
 /**
- * Decodes to 8-bit RGB with EXIF orientation applied and alpha dropped. The pixel limit is checked
+ * Decodes to 8-bit RGB with EXIF orientation applied and alpha flattened onto ALPHA_BACKGROUND. The pixel limit is checked
  * from the header before any pixel is decoded, so a decompression bomb costs nothing.
  * `name` only labels error messages.
  */
@@ -51,11 +55,14 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
       limit: limits.maxImageBytes,
     });
   }
+  await checkDecodableFormat(input, name);
   let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
-    throw new FacestreamError('IMAGE_UNREADABLE', `${name} is not a readable image (${shortSharpMessage(err)})`, { file: name });
+    const message = shortSharpMessage(err);
+    if (/unsupported image format/i.test(message)) throw new FacestreamError('UNSUPPORTED_MEDIA_TYPE', unknownFormatMessage(name, input), { file: name });
+    throw new FacestreamError('IMAGE_UNREADABLE', `${name} is not a readable image (${message})`, { file: name });
   }
   const { width, height, format } = meta;
   if (!width || !height) throw new FacestreamError('IMAGE_UNREADABLE', `${name} has no image dimensions`, { file: name });
@@ -67,17 +74,47 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
     );
   }
   try {
-    // failOn 'warning' turns truncated or corrupt JPEG/PNG data into an error instead of grey pixels.
-    const { data, info } = await sharp(input, { failOn: 'warning', limitInputPixels: limits.maxImagePixels })
-      .autoOrient()
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    const { result, warning } = await tolerantDecode((failOn) =>
+      flattenAlpha(sharp(input, { failOn, limitInputPixels: limits.maxImagePixels }).autoOrient().toColourspace('srgb'))
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true }),
+    );
+    const { data, info } = result;
     if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels after conversion`);
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length), source: input, format: format ?? 'unknown' };
+    if (warning) rootLogger().warn({ file: name, warning }, 'picture decoded with a decoder warning');
+    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length), source: input, format: format ?? 'unknown', ...(warning ? { warnings: [warning] } : {}) };
   } catch (err) {
     throw new FacestreamError('IMAGE_UNREADABLE', `${name} could not be decoded (${shortSharpMessage(err)})`, { file: name });
+  }
+}
+
+/**
+ * The background transparent pixels are composited onto before analysis: what is invisible must
+ * not be detected (a PNG with alpha 0 everywhere shows nothing, whatever its colour channels hold).
+ * White, as a viewer shows a transparent picture on a page.
+ */
+export const ALPHA_BACKGROUND = '#ffffff';
+
+/** Composites any alpha channel onto ALPHA_BACKGROUND (no-op for opaque pictures), leaving 3 channels. */
+function flattenAlpha(pipeline: Sharp): Sharp {
+  return pipeline.flatten({ background: ALPHA_BACKGROUND });
+}
+
+/**
+ * Decodes strictly first (failOn 'warning' stops at libjpeg/libpng warnings); when only a warning
+ * stopped it, decodes again tolerating warnings but never truncated data (failOn 'truncated'), as
+ * every viewer shows such a picture (e.g. a phone JPEG with odd SOS parameters, extraneous bytes
+ * before a marker). Returns the warning so the caller can report it.
+ */
+async function tolerantDecode<T>(decode: (failOn: 'warning' | 'truncated') => Promise<T>): Promise<{ result: T; warning?: string }> {
+  try {
+    return { result: await decode('warning') };
+  } catch (strict) {
+    try {
+      return { result: await decode('truncated'), warning: shortSharpMessage(strict) };
+    } catch {
+      throw strict;
+    }
   }
 }
 

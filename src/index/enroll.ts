@@ -5,11 +5,14 @@ import { FacestreamError, isFacestreamError, type ErrorCode } from '../errors.js
 import { decodeImage, type DecodedImage, type ImageLimits } from '../image/decode.js';
 import type { Box, RgbImage } from '../image/types.js';
 import { largestFace, type FaceAnalyzer } from '../pipeline/analyzer.js';
+import { faceAtBox } from '../pipeline/align/pad.js';
 import { iou } from '../pipeline/detect/boxes.js';
 import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
+import { cosineSimilarity } from '../pipeline/embed/vector.js';
 import { canonicalCrop } from './crop.js';
 import type { Gallery, IdentityRecord, IdentityRef, NewTemplate, Template } from './gallery.js';
 import { faceSharpness } from './quality.js';
+
 
 export interface EnrollPicture {
   /** File name or label, used in reports and stored as the template's source. */
@@ -76,6 +79,15 @@ export function contentHash(data: Uint8Array): string {
 }
 
 /**
+ * The hash enrollment stores for a picture: of its decoded pixels (after EXIF orientation) and
+ * size, so the same photo with other metadata, another container or trailing bytes is the same
+ * picture. (Galleries enrolled before hold hashes of the file bytes; both are checked.)
+ */
+export function pictureHash(image: RgbImage): string {
+  return crypto.createHash('sha256').update(`rgb ${image.width}x${image.height}\n`).update(image.data).digest('hex');
+}
+
+/**
  * Turns pictures of a person into gallery templates: decode, detect, pick the face, quality
  * gates, embed, store the face crop, and commit all of a call's templates in one transaction.
  * Each picture that cannot be used is reported with a reason code instead of failing the call.
@@ -101,7 +113,6 @@ export class Enroller {
   /** The face to enroll from one picture's detections, or the reason there is none. */
   private chooseFace(faces: readonly DetectedFace[], name: string, opts: EnrollOptions): DetectedFace {
     const gates = this.config.enrollment;
-    if (faces.length === 0) throw new Rejection('NO_FACE', `${name}: no face found`);
     let face: DetectedFace | undefined;
     if (opts.box) {
       let best = 0;
@@ -109,8 +120,10 @@ export class Enroller {
         const o = iou(f.box, opts.box);
         if (o > best) [best, face] = [o, f];
       }
-      if (!face || best < 0.3) throw new Rejection('NO_FACE', `${name}: no detected face overlaps the given box [${opts.box.map((v) => Math.round(v)).join(', ')}]`);
+      // A person drew this box around a face: enroll it even where the detector sees none.
+      if (!face || best < 0.3) return faceAtBox(opts.box);
     } else {
+      if (faces.length === 0) throw new Rejection('NO_FACE', `${name}: no face found`);
       // Small or doubtful faces in the background do not count as "another face".
       const usable = faces.filter((f) => faceSize(f) >= gates.minFaceSize && f.score >= gates.minDetectionScore);
       if (usable.length > 1 && !(opts.allowLargest ?? gates.allowLargest)) {
@@ -134,6 +147,44 @@ export class Enroller {
     return sharpness;
   }
 
+  /**
+   * Indexes of `accepted` whose embedding is not near-identical (enrollment.duplicateSimilarity)
+   * to a template of the identity or to a picture accepted before in this call; the others are
+   * rejected as DUPLICATE_TEMPLATE, naming what they duplicate.
+   */
+  private withoutNearDuplicates(
+    ref: string,
+    accepted: readonly Accepted[],
+    embeddings: readonly Float32Array[],
+    earlier: readonly { index: number; template: NewTemplate }[],
+    pictures: readonly EnrollPicture[],
+    reject: (i: number, code: ErrorCode, reason: string) => void,
+  ): number[] {
+    const threshold = this.config.enrollment.duplicateSimilarity;
+    if (threshold > 1) return accepted.map((_, k) => k);
+    const exists = this.gallery.getIdentity(ref) !== undefined;
+    const kept: number[] = [];
+    const seen = earlier.map((t) => ({ v: t.template.embedding, what: t.template.source }));
+    accepted.forEach((a, k) => {
+      let best = { similarity: -1, what: '' };
+      if (exists) {
+        const s = this.gallery.nearestTemplateOf(ref, embeddings[k]);
+        if (s) best = { similarity: s.similarity, what: `template ${s.templateId}` };
+      }
+      for (const o of seen) {
+        const sim = cosineSimilarity(o.v, embeddings[k]);
+        if (sim > best.similarity) best = { similarity: sim, what: o.what };
+      }
+      if (best.similarity >= threshold) {
+        reject(a.index, 'DUPLICATE_TEMPLATE', `${pictures[a.index].name}: the same face as ${best.what} already enrolled for ${ref} (similarity ${best.similarity.toFixed(3)}, duplicates at ${threshold}: enrollment.duplicateSimilarity)`);
+        return;
+      }
+      seen.push({ v: embeddings[k], what: pictures[a.index].name });
+      kept.push(k);
+    });
+    return kept;
+  }
+
   async enrollPictures(identity: IdentityRef, pictures: readonly EnrollPicture[], opts: EnrollOptions = {}): Promise<EnrollReport> {
     if (!identity.id && !identity.name) throw new FacestreamError('BAD_REQUEST', 'an identity id or name is needed to enroll', {});
     if (pictures.length === 0) throw new FacestreamError('BAD_REQUEST', 'no pictures to enroll', {});
@@ -155,17 +206,26 @@ export class Enroller {
           continue;
         }
         known.add(hash);
+        let image: DecodedImage;
         try {
-          decoded.push({ index: p.index, image: await decodeImage(p.data, this.limits, p.name), hash });
+          image = await decodeImage(p.data, this.limits, p.name);
         } catch (err) {
           if (!isFacestreamError(err)) throw err;
           reject(p.index, err.code, err.message);
+          continue;
         }
+        const pixels = pictureHash(image);
+        if (known.has(pixels)) {
+          reject(p.index, 'DUPLICATE_TEMPLATE', `${p.name}: the same picture (identical pixels) is already enrolled for ${ref}`);
+          continue;
+        }
+        known.add(pixels);
+        decoded.push({ index: p.index, image, hash: pixels });
       }
       timings.decodeMs += performance.now() - mark;
       if (decoded.length === 0) continue;
       mark = performance.now();
-      const found = await this.analyzer.detect(decoded.map((d) => d.image));
+      const found = await this.analyzer.detect(decoded.map((d) => d.image), { stillPictures: true });
       timings.detectMs += performance.now() - mark;
       const accepted: Accepted[] = [];
       decoded.forEach((d, k) => {
@@ -181,8 +241,12 @@ export class Enroller {
       });
       if (accepted.length === 0) continue;
       mark = performance.now();
-      const embeddings = await this.analyzer.embedder.embedFaces(accepted.map((a) => ({ image: a.image, face: a.face })));
+      const embedded = await this.analyzer.embedder.embedFaces(accepted.map((a) => ({ image: a.image, face: a.face })));
       timings.embedMs += performance.now() - mark;
+      const fresh = this.withoutNearDuplicates(ref, accepted, embedded, templates, pictures, reject);
+      accepted.splice(0, accepted.length, ...fresh.map((k) => accepted[k]));
+      const embeddings = fresh.map((k) => embedded[k]);
+      if (accepted.length === 0) continue;
       mark = performance.now();
       const crops = await Promise.all(accepted.map((a) => canonicalCrop(a.image, a.face, this.config.crops)));
       timings.cropMs += performance.now() - mark;
@@ -190,7 +254,7 @@ export class Enroller {
         templates.push({
           index: a.index,
           face: a,
-          template: { source: pictures[a.index].name, contentHash: a.hash, detectionScore: a.face.score, faceSize: a.size, embedding: embeddings[k], crop: crops[k] },
+          template: { source: pictures[a.index].name, contentHash: a.hash, detectionScore: Number.isNaN(a.face.score) ? undefined : a.face.score, faceSize: a.size, embedding: embeddings[k], crop: crops[k] },
         }),
       );
     }

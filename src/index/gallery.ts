@@ -197,13 +197,24 @@ export class Gallery extends EventEmitter {
     return { match: best && best.similarity >= this.minSimilarity ? best : null, candidates };
   }
 
-  /** 1:1 against one identity: its score for this embedding over all its templates (exact). */
-  identitySimilarity(identity: string, vector: Float32Array): { similarity: number; templateId: string } {
+  /** Similarities of an embedding to each template of one identity, best first (exact). */
+  private templateSimilarities(identity: string, vector: Float32Array): { row: { id: string; name: string }; sims: { id: number; s: number }[] } {
     this.checkVector(vector);
     const { row, vectors } = this.records.identityEmbeddings(identity);
-    if (vectors.length === 0) throw new FacestreamError('TEMPLATE_NOT_FOUND', `identity "${row.name}" (${row.id}) has no templates`, { identityId: row.id });
-    const sims = vectors.map(({ id, v }) => ({ id, s: dot(v, 0, vector, this.dimension) })).sort((a, b) => b.s - a.s);
+    return { row, sims: vectors.map(({ id, v }) => ({ id, s: dot(v, 0, vector, this.dimension) })).sort((a, b) => b.s - a.s) };
+  }
+
+  /** 1:1 against one identity: its score for this embedding over all its templates (exact). */
+  identitySimilarity(identity: string, vector: Float32Array): { similarity: number; templateId: string } {
+    const { row, sims } = this.templateSimilarities(identity, vector);
+    if (sims.length === 0) throw new FacestreamError('TEMPLATE_NOT_FOUND', `identity "${row.name}" (${row.id}) has no templates`, { identityId: row.id });
     return { similarity: identityScore(this.config, sims.map((x) => x.s)), templateId: String(sims[0].id) };
+  }
+
+  /** The identity's template most similar to an embedding (exact), or undefined when it has none. */
+  nearestTemplateOf(identity: string, vector: Float32Array): { similarity: number; templateId: string } | undefined {
+    const best = this.templateSimilarities(identity, vector).sims[0];
+    return best ? { similarity: best.s, templateId: String(best.id) } : undefined;
   }
 
   // ---------------------------------------------------------------- identities

@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.js';
 import type { RgbImage } from '../image/types.js';
 import type { ModelRuntime } from '../models/runtime.js';
+import { padPicture, unpadFace } from './align/pad.js';
 import { AttributeEstimator, type FaceAttributes } from './attributes/ssrnet.js';
 import { MtcnnDetector, type DetectedFace } from './detect/mtcnn.js';
 import { Embedder } from './embed/embedder.js';
@@ -15,6 +16,11 @@ export interface AnalyzeOptions {
   attributes?: boolean;
   /** Detector overrides for this call (e.g. a different minimum face size). */
   minFaceSize?: number;
+  /**
+   * The images are still pictures, not video frames: one where nothing is found is searched
+   * again padded (config detector.picturePadding), for a face that fills it.
+   */
+  stillPictures?: boolean;
 }
 
 /**
@@ -28,6 +34,7 @@ export class FaceAnalyzer {
     readonly embedder: Embedder,
     readonly attributes: AttributeEstimator | undefined,
     readonly minScore: number,
+    readonly picturePadding = 0,
   ) {}
 
   static async create(runtime: ModelRuntime, config: Pick<Config, 'detector' | 'embedding' | 'attributes'>): Promise<FaceAnalyzer> {
@@ -36,16 +43,32 @@ export class FaceAnalyzer {
         minFaceSize: config.detector.minFaceSize,
         scaleFactor: config.detector.scaleFactor,
         thresholds: config.detector.thresholds,
+        cropPadding: config.detector.cropPadding,
       }),
       Embedder.load(runtime, config.embedding.model, config.embedding.maxBatch),
       config.attributes.enabled ? AttributeEstimator.load(runtime, config.attributes.ageModel, config.attributes.genderModel) : undefined,
     ]);
-    return new FaceAnalyzer(runtime, detector, embedder, attributes, config.detector.minScore);
+    return new FaceAnalyzer(runtime, detector, embedder, attributes, config.detector.minScore, config.detector.picturePadding);
   }
 
   async detect(images: readonly RgbImage[], opts: AnalyzeOptions = {}): Promise<DetectedFace[][]> {
-    const found = await this.detector.detectBatch(images, opts.minFaceSize ? { minFaceSize: opts.minFaceSize } : undefined);
-    return found.map((faces) => faces.filter((f) => f.score >= this.minScore));
+    const overrides = opts.minFaceSize ? { minFaceSize: opts.minFaceSize } : undefined;
+    const found = (await this.detector.detectBatch(images, overrides)).map((faces) => faces.filter((f) => f.score >= this.minScore));
+    if (opts.stillPictures && this.picturePadding > 0) await this.detectPadded(images, found, overrides);
+    return found;
+  }
+
+  /** Searches again, padded (src/pipeline/align/pad.ts), the pictures where nothing was found; fills `found` in place. */
+  private async detectPadded(images: readonly RgbImage[], found: DetectedFace[][], overrides: { minFaceSize: number } | undefined): Promise<void> {
+    const empty = found.flatMap((faces, i) => (faces.length === 0 ? [i] : []));
+    if (empty.length === 0) return;
+    const pads = empty.map((i) => Math.round(Math.max(images[i].width, images[i].height) * this.picturePadding));
+    const padded = await Promise.all(empty.map((i, k) => padPicture(images[i], pads[k])));
+    // One call per picture: padded pictures differ in size, so they would not share P-Net batches anyway.
+    for (let k = 0; k < empty.length; k++) {
+      const [faces] = await this.detector.detectBatch([padded[k]], overrides);
+      found[empty[k]] = faces.filter((f) => f.score >= this.minScore).map((f) => unpadFace(f, pads[k]));
+    }
   }
 
   async analyze(images: readonly RgbImage[], opts: AnalyzeOptions = {}): Promise<AnalyzedFace[][]> {

@@ -14,7 +14,7 @@ export function analyzeCommand(): Command {
       // Bad input fails before any model is loaded.
       const image = await loadPicture(ctx, file);
       const analyzer = await ctx.analyzer();
-      const [faces] = await analyzer.analyze([image], { embed: false, attributes: true });
+      const [faces] = await analyzer.analyze([image], { embed: false, attributes: true, stillPictures: true });
       printJson({ file, width: image.width, height: image.height, faces: faces.map(faceJson) }, opts.pretty);
       await ctx.close();
     });

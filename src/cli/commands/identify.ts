@@ -33,7 +33,7 @@ export function identifyCommand(): Command {
       const gallery = await openForAnalyzer(ctx, analyzer, true);
       try {
         if (opts.threshold !== undefined) gallery.minSimilarity = opts.threshold;
-        const [faces] = await analyzer.analyze([image], { embed: true, attributes: false });
+        const [faces] = await analyzer.analyze([image], { embed: true, attributes: false, stillPictures: true });
         const results = faces
           .sort((a, b) => a.box[0] - b.box[0])
           .map((face) => {

@@ -68,6 +68,15 @@ export const enrollmentSchema = z
     allowLargest: z.boolean().default(false),
     /** Pictures decoded and detected together in one enrollment call. */
     batch: z.int().min(1).max(64).default(8),
+    /**
+     * A picture whose face embeds at this similarity or more to one of the identity's templates
+     * (or to another picture of the same call) is refused as a duplicate (DUPLICATE_TEMPLATE);
+     * pictures with the same decoded pixels always are, whatever their metadata or file bytes.
+     * Measured with arcface-mbf-112 on ../shared/data/faces: the same picture re-saved (new
+     * metadata, JPEG quality 95 or 70, PNG) 0.983 to 1.0; different photos of one person at most
+     * 0.984. 0.99 refuses near-identical copies and never a different photo there; 1 or more: off.
+     */
+    duplicateSimilarity: z.number().min(0).max(2).default(0.99),
   })
   .prefault({});
 

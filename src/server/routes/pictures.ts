@@ -68,7 +68,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
     async (req) => {
       const img = await onePicture(req);
-      const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req) });
+      const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req), stillPictures: true });
       return { width: img.width, height: img.height, faces };
     },
   );
@@ -81,7 +81,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
     async (req) => {
       const img = await onePicture(req);
-      const [faces] = await analyzer.analyze([img], { embed: false, minFaceSize: minFace(req) });
+      const [faces] = await analyzer.analyze([img], { embed: false, minFaceSize: minFace(req), stillPictures: true });
       return { width: img.width, height: img.height, faces: faces.map((f) => ({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null })) };
     },
   );
@@ -101,7 +101,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       const img = await onePicture(req);
       const k = (req.query as { k: number }).k;
-      const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req) });
+      const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req), stillPictures: true });
       const started = performance.now();
       const out = faces.map((f) => {
         return { ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, ...faceIdentification(ctx.gallery.identify(f.embedding!, k)) };
@@ -152,7 +152,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const want = identityId ? 1 : 2;
       if (pictures.length !== want) throw new FacestreamError('BAD_REQUEST', identityId ? 'send one picture with identityId' : 'send two pictures (or one picture and identityId)', { pictures: pictures.length });
       const images = await Promise.all(pictures.map(decode));
-      const analyzed = await analyzer.analyze(images, { attributes: false });
+      const analyzed = await analyzer.analyze(images, { attributes: false, stillPictures: true });
       const chosen = analyzed.map((faces, i) => {
         const face = largestFace(faces) as AnalyzedFace | undefined;
         if (!face) throw new FacestreamError('NO_FACE', `no face found in ${pictures[i].name}`, { picture: pictures[i].name });
