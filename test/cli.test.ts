@@ -203,7 +203,7 @@ describe('bad input: a clear message on stderr and a non-zero exit', () => {
   const cases: [string, () => string, RegExp, string][] = [
     ['a missing file', () => bad.missing, /no such file/, 'FILE_NOT_FOUND'],
     ['a directory', () => bad.dir, /is a directory, not an image file/, 'NOT_A_FILE'],
-    ['a text file', () => bad.text, /is not a readable image/, 'IMAGE_UNREADABLE'],
+    ['a text file', () => bad.text, /is not a picture format facestream knows/, 'UNSUPPORTED_MEDIA_TYPE'],
     ['a truncated JPEG', () => bad.truncated, /could not be decoded.*(premature end|truncated)/i, 'IMAGE_UNREADABLE'],
     ['a zero-byte file', () => bad.empty, /is empty \(0 bytes\)/, 'EMPTY_FILE'],
     ['a PNG whose header claims 50000x50000 (refused from the header)', () => bad.huge, /50000x50000 \(2500\.0 MP\), over the limit of 40\.0 MP/, 'IMAGE_TOO_LARGE'],

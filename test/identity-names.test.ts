@@ -102,6 +102,33 @@ describe('identity names through the CLI and the REST API', () => {
     expect((JSON.parse(cli.stdout) as { identity: { name: string } }).identity.name).toBe('\u00E9'.repeat(256));
   });
 
+  it('names who a face is the same way in REST, the CLI and the WebSocket frames: identity { id, name, similarity, templateId }, candidates alike', async () => {
+    const fd = new FormData();
+    fd.append('id', 'lin');
+    fd.append('name', 'Lin-Manuel Miranda');
+    fd.append('file', new Blob([fs.readFileSync(LIN)]), 'lin.jpg');
+    const res = new Response(fd);
+    const enroll = await server.app.inject({ method: 'POST', url: '/api/v1/enroll', headers: { authorization: `Bearer ${WRITE_KEY}`, 'content-type': res.headers.get('content-type')! }, payload: Buffer.from(await res.arrayBuffer()) });
+    expect(enroll.statusCode, enroll.body).toBe(201);
+    const identify = await post('/api/v1/identify?k=3', { image: fs.readFileSync(LIN).toString('base64') });
+    expect(identify.statusCode, identify.body).toBe(200);
+    const face = (identify.json() as { faces: Record<string, unknown>[] }).faces[0];
+    expect(face).not.toHaveProperty('match');
+    expect(Object.keys(face.identity as object).sort()).toEqual(['id', 'name', 'similarity', 'templateId']);
+    expect(face.identity).toMatchObject({ id: 'lin', name: 'Lin-Manuel Miranda' });
+    for (const c of face.candidates as object[]) expect(Object.keys(c).sort()).toEqual(['id', 'name', 'similarity', 'templateId']);
+
+    const cliGallery = path.join(tmp, 'cli-identity-gallery');
+    expect((await runCli(['enroll', 'Lin-Manuel Miranda', LIN, '--id', 'lin', '--gallery', cliGallery], { cwd: tmp })).code).toBe(0);
+    const cli = await runCli(['identify', LIN, '--gallery', cliGallery, '--json'], { cwd: tmp });
+    const cliFace = (JSON.parse(cli.stdout) as { faces: Record<string, unknown>[] }).faces[0];
+    expect(Object.keys(cliFace.identity as object).sort()).toEqual(['id', 'name', 'similarity', 'templateId']);
+    for (const c of cliFace.candidates as object[]) expect(Object.keys(c).sort()).toEqual(['id', 'name', 'similarity', 'templateId']);
+    // The WebSocket's frame faces (ResultFace) use the same word and the same id/name/similarity.
+    const schema = (await server.app.inject({ method: 'GET', url: '/openapi.json' })).json() as object;
+    expect(JSON.stringify(schema)).not.toMatch(/"match":\{"anyOf"/);
+  });
+
   it('identify --annotate and run --draw work for a name stored before the rule (a vertical tab inside)', async () => {
     const old = path.join(tmp, 'old-gallery');
     const enrolled = await runCli(['enroll', 'Lin Manuel', LIN, '--id', 'lin', '--gallery', old, '--json'], { cwd: tmp });
