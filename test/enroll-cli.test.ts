@@ -70,10 +70,10 @@ describe('facestream enroll / enroll-dir / identify / verify / gallery', () => {
     const first = await runCli(['enroll-dir', people, '--gallery', gallery], { cwd: tmp });
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/7 pictures in 2 folders: 5 added, 0 already enrolled, 2 rejected/);
-    expect(first.stdout).toMatch(/9\.jpg: IMAGE_UNREADABLE/);
+    expect(first.stdout).toMatch(/9\.jpg: UNSUPPORTED_MEDIA_TYPE/);
     expect(first.stdout).toMatch(/8\.jpg: NO_FACE/);
     fs.copyFileSync(dataFile('faces', 'kit_harington', '3.jpg'), path.join(people, 'kit_harington', '4.jpg')); // same content as 3.jpg: skipped
-    await sharp(dataFile('faces', 'kit_harington', '3.jpg')).resize({ width: 500 }).toFile(path.join(people, 'kit_harington', '5.jpg')); // new since the last run
+    await sharp(dataFile('faces', 'kit_harington', '3.jpg')).flop().resize({ width: 500 }).toFile(path.join(people, 'kit_harington', '5.jpg')); // new since the last run (mirrored: a resized copy alone is a duplicate)
     const lines = (await runCli(['enroll-dir', people, '--gallery', gallery, '--jsonl'], { cwd: tmp })).stdout
       .trim()
       .split('\n')
