@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isFacestreamError } from '../errors.js';
+import { sqliteDamage } from '../index/store.js';
 import { analyzeCommand } from './commands/analyze.js';
 import { detectCommand } from './commands/detect.js';
 import { embedCommand } from './commands/embed.js';
@@ -36,6 +37,13 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     if (err instanceof CommanderError) {
       // Commander already printed its message (help, version or usage error).
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    // A damaged gallery database read after opening (a bad page under one row) is a user-facing error too.
+    const damage = sqliteDamage(err);
+    if (damage) {
+      process.stderr.write(`facestream: the gallery database is damaged (sqlite: ${damage}); run \`facestream gallery check --repair\`\n`);
+      process.exitCode = 1;
       return;
     }
     if (isFacestreamError(err)) {

@@ -7,7 +7,7 @@ import { rootLogger, type Logger } from '../log.js';
 import { DirectoryLock } from './lock.js';
 import { GalleryRecords, now, type IdentityRecord, type IdentityRef, type Template } from './records.js';
 import { aggregateByIdentity, candidatesWanted, identityScore, type IdentityMatch } from './search.js';
-import { DB_FILE, GalleryStore, SCHEMA_VERSION, type NewTemplate, type StoredCrop } from './store.js';
+import { DB_FILE, galleryDamageError, GalleryStore, SCHEMA_VERSION, type NewTemplate, type StoredCrop } from './store.js';
 import { TemplateIndex, type IndexLoadReport } from './template-index.js';
 import { dot } from './vectors.js';
 
@@ -33,6 +33,8 @@ export interface GalleryOpenOptions {
 export interface GalleryCheck {
   ok: boolean;
   problems: string[];
+  /** Damage found and already repaired (by this open: a writer saves the index it rebuilt). */
+  repaired: string[];
   identities: number;
   templates: number;
   index: { entries: number; deleted: number; capacity: number; file: string | null; savedAtChange: number; pendingChanges: number };
@@ -53,6 +55,16 @@ export type GalleryEvent = 'identity-created' | 'identity-updated' | 'identity-r
 export function readGalleryInfo(dir: string): GalleryInfo {
   const store = new GalleryStore(dir, { readOnly: true });
   try {
+    return readInfo(store, dir);
+  } catch (err) {
+    throw galleryDamageError(dir, err) ?? err;
+  } finally {
+    store.close();
+  }
+}
+
+function readInfo(store: GalleryStore, dir: string): GalleryInfo {
+  {
     const modelId = store.getMeta('model_id');
     if (!modelId) throw new FacestreamError('GALLERY_CORRUPT', `gallery ${dir} has no model recorded`, { dir });
     return {
@@ -63,8 +75,6 @@ export function readGalleryInfo(dir: string): GalleryInfo {
       templates: store.templateCount(),
       createdAt: store.getMeta('created_at') ?? null,
     };
-  } finally {
-    store.close();
   }
 }
 
@@ -115,7 +125,7 @@ export class Gallery extends EventEmitter {
     } catch (err) {
       store?.close();
       lock?.release();
-      throw err;
+      throw galleryDamageError(dir, err) ?? err;
     }
   }
 
@@ -337,9 +347,22 @@ export class Gallery extends EventEmitter {
   /** Integrity check: SQLite, embeddings, and the index against the database (every template searchable, nothing else). */
   async check(): Promise<GalleryCheck> {
     await this.index.settled(); // let a running save or compaction finish
-    const { problems, owners } = this.records.problems();
+    let found: { problems: string[]; owners: Map<number, number> };
+    try {
+      found = this.records.problems();
+    } catch (err) {
+      throw galleryDamageError(this.dir, err) ?? err;
+    }
+    const { problems, owners } = found;
     problems.push(...this.index.problems(owners));
-    return { ok: problems.length === 0, problems, identities: this.records.identityCount, templates: owners.size, index: this.index.summary() };
+    // A saved index found damaged on open was rebuilt from the database: the damage is news.
+    const report = this.index.loadReport;
+    const repaired: string[] = [];
+    if (report.source === 'rebuilt' && report.reason && report.reason !== 'no saved index') {
+      if (this.readOnly) problems.push(`${report.reason}; it was rebuilt in memory for this check only: run \`facestream gallery check --repair\``);
+      else repaired.push(`${report.reason}; rebuilt from the database and saved`);
+    }
+    return { ok: problems.length === 0, problems, repaired, identities: this.records.identityCount, templates: owners.size, index: this.index.summary() };
   }
 
   /** Saves the index atomically when it changed since the last save. */

@@ -118,7 +118,7 @@ export class GalleryStore {
       this.db.pragma('foreign_keys = ON');
       this.db.pragma('busy_timeout = 5000');
     } catch (err) {
-      throw new FacestreamError('GALLERY_CORRUPT', `cannot open gallery database ${file}: ${(err as Error).message}`, { dir }, { cause: err });
+      throw galleryDamageError(dir, err) ?? new FacestreamError('GALLERY_CORRUPT', `cannot open gallery database ${file}: ${(err as Error).message}`, { dir }, { cause: err });
     }
     const db = this.db;
     this.stmts = {
@@ -336,4 +336,26 @@ export class GalleryStore {
     if (bad.n) problems.push(`${bad.n} templates have an embedding of the wrong size (expected ${dimension} float32)`);
     return problems;
   }
+}
+
+/**
+ * The words for a SQLite error that means the database file is damaged (better-sqlite3's
+ * SqliteError codes SQLITE_CORRUPT*, SQLITE_NOTADB), or undefined for any other error.
+ */
+export function sqliteDamage(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code)) return (err as Error).message;
+  return undefined;
+}
+
+/** A damaged-database error as users get it: GALLERY_CORRUPT, the file, SQLite's words and what to do. */
+export function galleryDamageError(dir: string, err: unknown): FacestreamError | undefined {
+  const why = sqliteDamage(err);
+  if (!why) return undefined;
+  return new FacestreamError(
+    'GALLERY_CORRUPT',
+    `gallery database ${path.join(dir, DB_FILE)} is damaged (sqlite: ${why}); stop the server using it and run \`facestream gallery check --repair --gallery ${dir}\`, which keeps what can be read and sets the damaged file aside`,
+    { dir, sqlite: why },
+    { cause: err },
+  );
 }

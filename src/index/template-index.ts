@@ -4,6 +4,7 @@ import type { GalleryConfig } from '../config/sections/gallery.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { HnswIndex } from './hnsw.js';
+import { hnswFileProblem } from './hnsw-file-check.js';
 import { readSavedIndex, removeStrayIndexFiles, saveIndex, savedIndexProblem, type SavedIndex } from './index-file.js';
 import { Mutex } from './mutex.js';
 import { ChangeOp, type GalleryStore } from './store.js';
@@ -94,8 +95,16 @@ export class TemplateIndex {
     const started = performance.now();
     const saved = readSavedIndex(store);
     const sizeProblem = saved ? savedIndexProblem(opts.dir, saved, opts.dimension, false) : undefined;
+    // The structural check runs whatever the checksum setting: hnswlib trusts the file it loads,
+    // and a damaged link list would make it read out of bounds (a segfault, not an exception).
     const loading = saved
-      ? sizeProblem!.then((p) => (p ? undefined : HnswIndex.load(path.join(opts.dir, saved.file), opts.dimension, opts.config.index)))
+      ? sizeProblem!.then(async (p) => {
+          if (p) return undefined;
+          const file = path.join(opts.dir, saved.file);
+          const damage = await hnswFileProblem(file, opts.dimension);
+          if (damage) throw new Error(damage);
+          return HnswIndex.load(file, opts.dimension, opts.config.index);
+        })
       : undefined;
     loading?.catch(() => undefined); // awaited in open(); a rejection before then must not go unhandled
     return { started, saved, loading };
@@ -134,7 +143,7 @@ export class TemplateIndex {
       if (!index) return 'index file unusable';
       index.setDeletedCount(saved.deleted);
     } catch (err) {
-      return `the saved index could not be read (${errorMessage(err)})`;
+      return `the saved index ${saved.file} is damaged: ${errorMessage(err)}`;
     }
     const { complete, changes } = this.store.changesAfter(saved.seq);
     if (!complete) return 'the change log does not reach back to the saved index';

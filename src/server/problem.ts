@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError, type ErrorCode } from '../errors.js';
+import { sqliteDamage } from '../index/store.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -81,6 +82,8 @@ export function toProblem(err: unknown, instance?: string): Problem {
   if (fe && typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return problem('BAD_REQUEST', fe.statusCode, fe.message, { instance });
   }
+  // The gallery database went bad under a running server: say so instead of "internal error".
+  if (sqliteDamage(err)) return problem('GALLERY_CORRUPT', 500, 'the gallery database is damaged; stop the server and run `facestream gallery check --repair`', { instance });
   return problem('INTERNAL', 500, 'internal server error', { instance });
 }
 

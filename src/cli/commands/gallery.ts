@@ -7,6 +7,7 @@ import { decodeCrop } from '../../index/crop.js';
 import { DB_FILE } from '../../index/store.js';
 import type { Gallery } from '../../index/gallery.js';
 import { reindexGallery } from '../../index/reindex.js';
+import { repairDatabase } from '../../index/repair.js';
 import { exportGallery, importGallery } from '../../index/transfer.js';
 import { Embedder } from '../../pipeline/embed/embedder.js';
 import type { CliContext } from '../context.js';
@@ -222,19 +223,28 @@ export function galleryCommand(): Command {
 
   gallery.addCommand(
     withOutput(sub('check', 'integrity check of the database and the search index (exit 1 on problems)'))
-      .option('--repair', 'rebuild the search index from the database (needs the gallery not to be in use)')
-      .action((opts: OutputFlags & { repair?: boolean }, cmd: Command) =>
-        withGallery(cmd, opts, !opts.repair, async (g) => {
+      .option('--repair', 'repair what can be: a damaged database keeps every readable row (the damaged file is set aside), the index is rebuilt (the gallery must not be in use)')
+      .action(async (opts: OutputFlags & { repair?: boolean }, cmd: Command) => {
+        // A damaged database is repaired before the gallery is opened on it.
+        const database = opts.repair ? repairDatabase(galleryDir(galleryContext(cmd, opts))) : undefined;
+        await withGallery(cmd, opts, !opts.repair, async (g) => {
           if (opts.repair) await g.rebuild();
           const report = await g.check();
+          if (database?.damaged) {
+            report.repaired.unshift(
+              `database: ${database.problems.slice(0, 3).join('; ')}; kept ${database.identities!.kept} identities and ${database.templates!.kept} templates, lost ${database.identities!.lost} and ${database.templates!.lost}; the damaged file is ${database.setAside}`,
+            );
+          }
+          if (opts.repair) report.repaired.push('index rebuilt from the database and saved');
           if (opts.json || opts.pretty) printJson({ gallery: g.dir, model: g.modelId, loaded: g.loadReport, ...report }, opts.pretty);
           else {
             process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${report.identities} identities, ${report.templates} templates; index ${report.index.entries} entries, ${report.index.deleted} deleted, ${g.loadReport.source}${g.loadReport.reason ? ` (${g.loadReport.reason})` : ''}\n`);
+            for (const r of report.repaired) process.stdout.write(`repaired: ${r}\n`);
             process.stdout.write(report.ok ? 'ok\n' : `${report.problems.length} problems:\n${report.problems.map((p) => `  ${p}\n`).join('')}`);
           }
-          if (!report.ok) throw new FacestreamError('GALLERY_CORRUPT', `gallery ${g.dir} failed its integrity check`, { problems: report.problems });
-        }),
-      ),
+          if (!report.ok) throw new FacestreamError('GALLERY_CORRUPT', `gallery ${g.dir} failed its integrity check${opts.repair ? '' : '; `facestream gallery check --repair` repairs what can be'}`, { problems: report.problems });
+        });
+      }),
   );
 
   gallery.addCommand(
