@@ -75,7 +75,11 @@ export function ffmpegArgs(src: ResolvedSource, config: IngestConfig, options: V
     // (looped RTSP clip, camera reset) would otherwise make the muxer complain on every frame.
     'setpts=N/TB',
   ].join(',');
-  const outputOptions = ['-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters, ...options.passthrough, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
+  // -autoscale 0: when the input changes resolution mid-stream (a camera switching profile, MPEG-TS
+  // segments of two sizes), ffmpeg would otherwise scale every later frame back to the first size
+  // after showinfo reported the new one, and the framer would cut the bytes at the wrong size. With
+  // it, each frame is written at the size its showinfo line gives (rawvideo takes any size).
+  const outputOptions = ['-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters, ...options.passthrough, '-autoscale', '0', '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   return { inputOptions, input: src.input, filters, outputOptions };
 }
 

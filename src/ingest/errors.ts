@@ -6,6 +6,8 @@ import { INGEST_ERROR_CODES } from '../config/sections/ingest.js';
  * - FFMPEG_NOT_FOUND: the ffmpeg program could not be started.
  * - INVALID_SOURCE: ffmpeg rejected the source description itself (bad lavfi graph, bad option).
  * - UNAUTHORIZED / FORBIDDEN: the server answered 401 / 403 (missing or wrong credentials).
+ * - REFUSED: the server answered another 4xx status (423 Locked: an account locked out after
+ *   failed logins; 429: too many requests); the message holds the status. Not retried by default.
  * - NOT_FOUND: no such file, device or server path (404).
  * - CONNECTION_REFUSED: nothing listens at that host and port.
  * - HOST_UNREACHABLE: no route to the host, or its name does not resolve.
@@ -53,8 +55,14 @@ const RULES: Rule[] = [
   { code: 'DECODER_NOT_FOUND', pattern: /Decoder \(codec .*\) not found|Decoder not found|Unsupported codec|codec not currently supported|Error while opening decoder/i, explain: 'this ffmpeg cannot decode the video codec' },
   { code: 'NO_VIDEO', pattern: /does not contain any stream|matches no streams|no video stream/i, explain: 'the input has no video stream' },
   { code: 'INVALID_SOURCE', pattern: /No such filter|Error initializing complex filters|Unknown input format|Invalid argument|Option .* not found|Error parsing/i, explain: 'ffmpeg rejected the source description' },
+  // Any other 4xx answer: ffmpeg maps it to "Invalid data found", which would call a locked-out
+  // account (RTSP/HTTP 423 Locked), a rate limit (429) or a 400 "not a readable video".
+  { code: 'REFUSED', pattern: /method \w+ failed: 4\d\d|HTTP error 4\d\d|Server returned 4XX Client Error/i, explain: 'the source refused the request (a locked-out account answers 423 Locked, a rate limit 429)' },
   { code: 'INVALID_DATA', pattern: /Invalid data found when processing input|moov atom not found|could not find codec parameters/i, explain: 'not a readable video (corrupt, truncated or not a video)' },
 ];
+
+/** A line naming the status a server answered with (HTTP or RTSP). */
+const STATUS_LINE = /HTTP error \d{3}|method \w+ failed: \d{3}/;
 
 /** ffmpeg's own error lines: `[error]`/`[fatal]` when logged with the level flag, which the command always sets. */
 export function isErrorLine(line: string): boolean {
@@ -80,7 +88,9 @@ export function classifyStderr(lines: readonly string[]): (IngestError & { line:
     // The last line usually names the input ("rtsp://...: Server returned 404"); an earlier one
     // often says more about the cause ("moov atom not found"): keep both when they differ.
     const [first, last] = [hits[0], hits[hits.length - 1]];
-    return { code: rule.code, message: `${rule.explain}: ${last}${first !== last ? ` (${first})` : ''}`, line: last };
+    // The status itself may be on a warning line ("HTTP error 423 Locked") while the error line only says "4XX".
+    const status = rule.code === 'REFUSED' ? lines.map(bareLine).find((l) => STATUS_LINE.test(l) && l !== last && l !== first) : undefined;
+    return { code: rule.code, message: `${rule.explain}: ${last}${first !== last ? ` (${first})` : ''}${status ? ` (${status})` : ''}`, line: last };
   }
   const last = errors.at(-1);
   return last ? { code: 'FFMPEG_FAILED', message: bareLine(last), line: bareLine(last) } : undefined;

@@ -13,6 +13,11 @@ export interface Frame {
   capturedAt: number;
   width: number;
   height: number;
+  /**
+   * On the first frame at a new resolution (a camera switching profile mid-stream), the size of
+   * the frames before it; the source also emits 'resize'. Every frame is read whole at its own size.
+   */
+  sizeChangedFrom?: { width: number; height: number };
   /** RGB24, interleaved, rows top to bottom, exactly width * height * 3 bytes; owned by the receiver. */
   data: Uint8Array;
 }

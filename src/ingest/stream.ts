@@ -4,7 +4,8 @@ import type ffmpeg from 'fluent-ffmpeg';
 import { ingestSchema, type IngestConfig } from '../config/sections/ingest.js';
 import { errorMessage, FacestreamError, isFacestreamError } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
-import { backoffDelay } from './backoff.js';
+import { attemptsAfterConnection, backoffDelay } from './backoff.js';
+import { FrameCadence } from './cadence.js';
 import { createCommand, ffmpegArgs } from './command.js';
 import { classifyStderr, isErrorLine, type IngestError } from './errors.js';
 import { ffmpegSetup, trackProcess } from './ffmpeg.js';
@@ -32,8 +33,10 @@ export interface FrameSourceStats {
   bytesRead: number;
   /** ffmpeg processes started after the first (reconnects). */
   restarts: number;
-  /** Failed attempts since the last frame (drives the backoff). */
+  /** Failed attempts since the last stable connection (drives the backoff; see reconnect.stableAfterMs). */
   attempts: number;
+  /** The source's typical frame interval as measured (ms), when known: the watchdog follows it. */
+  frameIntervalMs?: number;
   /** ffmpeg error lines logged while frames were flowing (corrupt data the decoder concealed). */
   decodeErrors: number;
   /** Bytes of frames cut off by an ffmpeg exit (a frame is only delivered whole). */
@@ -57,6 +60,8 @@ export interface FrameSourceEvents {
   state: [StateChange];
   /** The input ended by itself (a file without loop): the stream is now 'stopped'. */
   ended: [];
+  /** The source changed resolution; `seq` is the first frame at the new size. */
+  resize: [{ from: { width: number; height: number }; to: { width: number; height: number }; seq: number }];
 }
 
 interface Run {
@@ -65,6 +70,10 @@ interface Run {
   proc?: ChildProcess;
   startedAt: number;
   frames: number;
+  firstFrameAt?: number;
+  lastFrameAt?: number;
+  /** ffmpeg's network I/O timeout for this run (follows the measured frame interval). */
+  ioTimeoutMs: number;
   /** stderr lines since this run's last frame (scrubbed): what explains a failure. */
   sinceFrame: string[];
   /** Set when we end the run: 'stop', or the error that made us restart it. */
@@ -100,6 +109,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private retryTimer?: NodeJS.Timeout;
   private stopping?: Promise<void>;
   private everStarted = false;
+  private readonly cadence = new FrameCadence();
 
   constructor(spec: SourceSpec, opts: FrameSourceOptions = {}) {
     super();
@@ -127,6 +137,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       ...this.counters,
       bytesRead: this.counters.bytesRead + (this.run?.reader.bytesRead ?? 0),
       lastFrameAt: this.lastFrameAt,
+      frameIntervalMs: this.cadence.intervalMs,
       width: this.size?.width,
       height: this.size?.height,
       pid: this.run?.proc && this.run.proc.exitCode === null && this.run.proc.signalCode === null ? this.run.proc.pid : undefined,
@@ -207,13 +218,14 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       this.setState('failed', { code, message: this.scrub(errorMessage(err)) });
       return;
     }
-    const args = ffmpegArgs(this.source, this.config, setup.options);
+    const ioTimeoutMs = this.cadenceTimeout(this.config.ioTimeoutMs);
+    const args = ffmpegArgs(this.source, { ...this.config, ioTimeoutMs }, setup.options);
     let resolveDone!: () => void;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
     const reader = new RawFrameReader((raw) => this.onFrame(run, raw));
     if (this.isPaused) reader.pause();
     const command = createCommand(args, reader, this.config.stderrLines);
-    const run: Run = { command, reader, startedAt: Date.now(), frames: 0, sinceFrame: [], readerFinished: false, done, resolveDone };
+    const run: Run = { command, reader, startedAt: Date.now(), frames: 0, ioTimeoutMs, sinceFrame: [], readerFinished: false, done, resolveDone };
     this.run = run;
 
     reader.once('finish', () => {
@@ -261,14 +273,20 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
 
   private onStall(run: Run): void {
     if (run !== this.run || this.isPaused || run.killedFor) return;
-    const error: IngestError = { code: 'STALLED', message: `no frame for ${this.stallTimeoutMs} ms; restarting` };
+    // Only a live source is restarted; a file that stops delivering is given up (see afterRun).
+    const error: IngestError = { code: 'STALLED', message: `no frame for ${this.stallTimeoutMs} ms${this.source.live ? '; restarting' : '; a file is not read again'}` };
     this.setState('stalled', error);
     this.endRun(run, error);
   }
 
-  /** The watchdog's limit: the configured one, or three frame intervals for a source thinned to a slow rate. */
+  /** The watchdog's limit: the configured one, or three frame intervals, as measured or for a source thinned to a slow rate. */
   private get stallTimeoutMs(): number {
-    return Math.max(this.config.stallTimeoutMs, this.source.fps ? 3000 / this.source.fps : 0);
+    return Math.max(this.cadenceTimeout(this.config.stallTimeoutMs), this.source.fps ? 3000 / this.source.fps : 0);
+  }
+
+  /** A configured timeout stretched to three measured frame intervals, up to MAX_CADENCE_TIMEOUT_MS. */
+  private cadenceTimeout(configuredMs: number): number {
+    return Math.max(configuredMs, Math.min(MAX_CADENCE_TIMEOUT_MS, this.cadence.timeoutMs(configuredMs)));
   }
 
   private clearTimer(name: 'startTimer' | 'watchdog' | 'retryTimer'): void {
@@ -295,12 +313,20 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     if (run !== this.run || run.killedFor) return;
     run.frames++;
     run.sinceFrame.length = 0;
+    this.cadence.frame(raw.capturedAt, run.frames > 1);
+    run.firstFrameAt ??= raw.capturedAt;
+    run.lastFrameAt = raw.capturedAt;
     this.counters.framesRead++;
     this.lastFrameAt = raw.capturedAt;
+    const previous = this.size;
+    const resized = previous && (previous.width !== raw.info.width || previous.height !== raw.info.height) ? previous : undefined;
     this.size = { width: raw.info.width, height: raw.info.height };
+    if (resized) {
+      this.log.info({ from: resized, to: this.size }, `stream ${this.id}: resolution changed from ${resized.width}x${resized.height} to ${this.size.width}x${this.size.height}`);
+      this.emit('resize', { from: resized, to: this.size, seq: this.seq });
+    }
     if (run.frames === 1) {
       this.clearTimer('startTimer');
-      this.counters.attempts = 0;
       this.setState('live');
     }
     if (this.watchdog) this.watchdog.refresh();
@@ -313,6 +339,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       capturedAt: raw.capturedAt,
       width: raw.info.width,
       height: raw.info.height,
+      ...(resized ? { sizeChangedFrom: resized } : {}),
       data: new Uint8Array(data.buffer, data.byteOffset, data.length),
     });
   }
@@ -354,6 +381,9 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
 
   private afterRun(run: Run): void {
     if (run.killedFor === 'stop') return; // shutdown() sets 'stopped'
+    const endedAt = Date.now();
+    // A connection that ended while waiting for its next frame: frames come at least that far apart (or the source is gone).
+    if (run.lastFrameAt !== undefined && this.source.live) this.cadence.endedWaiting(endedAt - run.lastFrameAt);
     let error: IngestError;
     if (run.killedFor) {
       error = run.killedFor;
@@ -367,12 +397,17 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
         this.emit('ended');
         return;
       }
-      error = { code: 'STREAM_ENDED', message: 'the source ended the stream' };
+      const quiet = run.lastFrameAt === undefined ? 0 : endedAt - run.lastFrameAt;
+      // ffmpeg ends "normally" when its network I/O timeout passes without data: that is a timeout, not the source ending the stream.
+      error =
+        this.source.live && quiet >= 0.9 * run.ioTimeoutMs
+          ? { code: 'TIMEOUT', message: `no data from the source for ${quiet} ms (ffmpeg's I/O timeout, ${run.ioTimeoutMs} ms; it follows the measured frame interval from now on)` }
+          : { code: 'STREAM_ENDED', message: 'the source ended the stream' };
     } else {
       error = this.explain(run, run.exit.error);
     }
     const permanent = !this.source.live || this.config.failOn.includes(error.code);
-    this.counters.attempts++;
+    this.counters.attempts = attemptsAfterConnection(this.counters.attempts, { frames: run.frames, firstFrameAt: run.firstFrameAt, endedAt }, this.config.reconnect.stableAfterMs);
     const max = this.config.reconnect.maxAttempts;
     if (permanent || (max > 0 && this.counters.attempts >= max)) {
       this.setState('failed', error);
@@ -407,6 +442,9 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     return redactText(text, this.source.secrets);
   }
 }
+
+/** The most the measured cadence stretches the watchdog and ffmpeg's I/O timeout: a camera down for good must still be noticed. */
+const MAX_CADENCE_TIMEOUT_MS = 120_000;
 
 function push(lines: string[], line: string, max: number): void {
   lines.push(line);

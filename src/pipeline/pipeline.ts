@@ -473,6 +473,7 @@ export class Pipeline {
       processedAt: Date.now(),
       width: frame.width,
       height: frame.height,
+      ...(frame.sizeChangedFrom ? { sizeChangedFrom: frame.sizeChangedFrom } : {}),
       faces: resultFaces.map(({ detection: _d, ...rest }) => rest),
     };
   }

@@ -24,6 +24,8 @@ export interface FrameResult {
   processedAt: number;
   width: number;
   height: number;
+  /** Set on the first frame after the source changed resolution (a camera switching profile): the size before. */
+  sizeChangedFrom?: { width: number; height: number };
   faces: ResultFace[];
 }
 

@@ -21,6 +21,7 @@ export const INGEST_ERROR_CODES = [
   'DEVICE_BUSY',
   'STALLED',
   'STREAM_ENDED',
+  'REFUSED',
   'FFMPEG_FAILED',
 ] as const;
 
@@ -39,8 +40,14 @@ export const reconnectSchema = z
      * switch that went down do not all reconnect in the same millisecond.
      */
     jitter: z.number().min(0).max(1).default(0.2),
-    /** Attempts in a row without a frame before the stream is given up as failed; 0 retries forever (cameras come back). */
+    /** Attempts in a row without a stable connection before the stream is given up as failed; 0 retries forever (cameras come back). */
     maxAttempts: z.int().min(0).max(1_000_000).default(0),
+    /**
+     * A connection that delivered frames this long counts as a success and resets the backoff; a
+     * shorter one (a camera that accepts, sends a frame and drops) counts as a failed attempt, so
+     * the wait grows across short-lived connections.
+     */
+    stableAfterMs: z.number().min(0).max(3_600_000).default(30_000),
   })
   .prefault({});
 
@@ -70,7 +77,11 @@ export const ingestSchema = z
     ioTimeoutMs: z.number().min(100).max(600_000).default(5000),
     /** From starting ffmpeg to the first frame. RTSP setup plus the wait for a key frame (cameras send one every 1-4 s) fits in 15 s. */
     startTimeoutMs: z.number().min(100).max(600_000).default(15_000),
-    /** A live stream with no frame for this long is stalled and restarted (the watchdog). */
+    /**
+     * A live stream with no frame for this long is stalled and restarted (the watchdog). The
+     * watchdog and ioTimeoutMs follow the source's measured frame interval (three intervals) when
+     * that is longer: a camera sending a frame every 8 s is not stalled (src/ingest/cadence.ts).
+     */
     stallTimeoutMs: z.number().min(100).max(600_000).default(5000),
     /** After asking ffmpeg to quit (SIGTERM), how long to wait before killing it (SIGKILL). */
     killTimeoutMs: z.number().min(0).max(60_000).default(2000),
@@ -82,7 +93,7 @@ export const ingestSchema = z
      */
     failOn: z
       .array(ingestErrorCode)
-      .default(['UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'NO_VIDEO', 'DECODER_NOT_FOUND', 'PROTOCOL_NOT_FOUND', 'INVALID_SOURCE', 'FFMPEG_NOT_FOUND', 'PERMISSION_DENIED']),
+      .default(['UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'REFUSED', 'NO_VIDEO', 'DECODER_NOT_FOUND', 'PROTOCOL_NOT_FOUND', 'INVALID_SOURCE', 'FFMPEG_NOT_FOUND', 'PERMISSION_DENIED']),
     /** ffmpeg stderr lines kept per stream (credentials scrubbed) for error reports. */
     stderrLines: z.int().min(1).max(10_000).default(50),
     /**
