@@ -126,8 +126,8 @@ describe('REST API (real models, gallery, ffmpeg)', () => {
     const notBase64 = await inject({ method: 'POST', url: '/api/v1/detect', headers: server.auth, payload: { image: 'this is not base64 !!!' } });
     expect(notBase64.statusCode).toBe(400);
     const notImage = await inject({ method: 'POST', url: '/api/v1/detect', headers: server.auth, payload: { image: Buffer.from('hello world, no picture').toString('base64') } });
-    expect(notImage.statusCode).toBe(422);
-    expect(notImage.json().code).toBe('IMAGE_UNREADABLE');
+    expect(notImage.statusCode).toBe(415);
+    expect(notImage.json().code).toBe('UNSUPPORTED_MEDIA_TYPE');
     const missing = await inject({ url: '/api/v1/nothing-here', headers: server.auth });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().code).toBe('ROUTE_NOT_FOUND');
