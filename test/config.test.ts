@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import { defaultConfig } from '../src/config/schema.js';
 import { FacestreamError } from '../src/errors.js';
+import { REPO } from './helpers/paths.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-config-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -31,8 +32,8 @@ describe('configuration', () => {
   it('has documented defaults when nothing is given', () => {
     const cfg = loadConfig({ env: {} });
     expect(cfg).toEqual(defaultConfig());
-    expect(cfg.models.dir).toBe('./models');
-    expect(cfg.detector).toEqual({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0 });
+    expect(cfg.models.dir).toBe(path.join(REPO, 'models')); // the installation's, whatever the working directory
+    expect(cfg.detector).toEqual({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0, cropPadding: 'zero', picturePadding: 0.25 });
     expect(cfg.runtime.executionProviders).toEqual(['cuda', 'cpu']);
     expect(cfg.runtime.spinning).toBe(false);
     expect(cfg.runtime.intraOpThreads).toBeGreaterThanOrEqual(1);
