@@ -9,6 +9,7 @@ import { reconnectSchema } from '../src/config/sections/ingest.js';
 import { attemptsAfterConnection, backoffDelay } from '../src/ingest/backoff.js';
 import { FrameCadence } from '../src/ingest/cadence.js';
 import type { Frame } from '../src/ingest/frame.js';
+import { runCli } from './helpers/cli.js';
 import { HttpTestServer } from './helpers/http-server.js';
 import { ingestConfig, recordedSource, waitFor, type Recorded } from './helpers/ingest.js';
 import { dataFile } from './helpers/paths.js';
@@ -194,5 +195,29 @@ describe('error codes say what happened (real ffmpeg)', () => {
     } finally {
       writer.destroy();
     }
+  });
+});
+
+describe('run --draw of a variable-frame-rate video', () => {
+  const ptsOf = (file: string) =>
+    execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file])
+      .toString()
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => Number.parseFloat(l));
+
+  it('keeps the source timestamps: same length, same frame times (a phone clip that slows down and speeds up)', async () => {
+    const clip = path.join(tmp, 'vfr.mp4');
+    // 6 s: every frame for 2 s, every 6th frame for 2 s, every frame again: 30, 5, 30 fps.
+    execFileSync('ffmpeg', ['-v', 'error', '-ss', '3', '-t', '6', '-i', HAMILTON, '-an', '-vf', "scale=320:-2,select='lt(t,2)+gte(t,4)+not(mod(n,6))'", '-fps_mode', 'vfr', '-c:v', 'libx264', '-preset', 'ultrafast', clip]);
+    const source = ptsOf(clip);
+    const drawn = path.join(tmp, 'vfr-drawn.mp4');
+    const r = await runCli(['run', clip, '--draw', drawn, '--no-attributes'], { cwd: tmp });
+    expect(r.code, r.stderr).toBe(0);
+    const out = ptsOf(drawn);
+    expect(out).toHaveLength(source.length);
+    // Frame k of the drawing is at source time k minus the first (the drawing starts at 0).
+    for (let k = 0; k < out.length; k++) expect(Math.abs(out[k] - (source[k] - source[0])), `frame ${k}`).toBeLessThan(0.002);
+    expect(out[out.length - 1]).toBeGreaterThan(5.5);
   });
 });

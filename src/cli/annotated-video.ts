@@ -1,7 +1,9 @@
 import { PassThrough } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
+import sharp from 'sharp';
 import { drawAnnotationsRaw, type Annotation } from '../image/draw.js';
 import type { FrameResult, PipelineFrame } from '../pipeline/result.js';
+import { matroskaHeader, MatroskaFrames } from './matroska-raw.js';
 
 /** Boxes, names and track ids of one result, as drawing instructions. */
 export function resultAnnotations(result: FrameResult): Annotation[] {
@@ -14,30 +16,41 @@ export function resultAnnotations(result: FrameResult): Annotation[] {
 }
 
 /**
- * Writes annotated frames of one stream to a video file through ffmpeg (H.264, yuv420p). Frames
- * are drawn in the order written; the writer waits on ffmpeg's stdin so a slow encoder slows the
- * caller instead of buffering without bound.
+ * Writes annotated frames of one stream to a video file through ffmpeg (H.264, yuv420p), each at
+ * its source timestamp: frames go to ffmpeg in a Matroska stream that carries them
+ * (matroska-raw.ts) and are encoded with passthrough timing, so a variable-frame-rate clip keeps
+ * its length and rhythm. Frames are drawn in the order written; the writer waits on ffmpeg's stdin
+ * so a slow encoder slows the caller instead of buffering without bound.
  */
 export class AnnotatedVideoWriter {
   private readonly input = new PassThrough({ highWaterMark: 4 });
   private readonly done: Promise<void>;
   private chain: Promise<void> = Promise.resolve();
+  private readonly frames = new MatroskaFrames();
+  /** Source time (s) of the first frame: the video starts at 0. */
+  private origin?: number;
+  private lastMs = -Infinity;
   /** Frames written without annotations because drawing them failed (and the last reason). */
   drawFailures = 0;
   lastDrawError?: string;
 
+  /**
+   * `fps` only times frames without a usable timestamp (none, or running backwards as a looped
+   * file does); `passthrough` is this ffmpeg's option for keeping timestamps (see ingest/ffmpeg.ts).
+   */
   constructor(
     readonly file: string,
     readonly width: number,
     readonly height: number,
-    fps: number,
+    private readonly fps: number,
+    passthrough: readonly string[] = ['-fps_mode', 'passthrough'],
   ) {
+    this.input.write(matroskaHeader(width, height));
     this.done = new Promise((resolve, reject) => {
       ffmpeg()
         .input(this.input)
-        .inputFormat('rawvideo')
-        .inputOptions(['-pix_fmt rgb24', `-video_size ${width}x${height}`, `-framerate ${fps}`])
-        .outputOptions(['-c:v libx264', '-preset veryfast', '-pix_fmt yuv420p', '-movflags +faststart'])
+        .inputFormat('matroska')
+        .outputOptions([...passthrough, '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-movflags', '+faststart'])
         .output(file)
         .on('error', (err: Error) => reject(new Error(`writing ${file} failed: ${err.message}`)))
         .on('end', () => resolve())
@@ -47,18 +60,35 @@ export class AnnotatedVideoWriter {
     this.done.catch(() => {});
   }
 
+  /** Milliseconds from the first frame for a frame at `pts` seconds (source time). */
+  private timestampMs(pts: number): number {
+    let ms = Number.isFinite(pts) ? (pts - (this.origin ??= pts)) * 1000 : Number.NaN;
+    if (!(ms > this.lastMs)) ms = this.lastMs === -Infinity ? 0 : this.lastMs + 1000 / this.fps;
+    this.lastMs = ms;
+    return ms;
+  }
+
   write(result: FrameResult, frame: PipelineFrame): Promise<void> {
     this.chain = this.chain.then(async () => {
-      let pixels: Buffer;
+      let pixels: Uint8Array;
       try {
         pixels = await drawAnnotationsRaw(frame, resultAnnotations(result));
       } catch (err) {
         // A frame that cannot be annotated is still written, plain: the video keeps every frame.
         this.drawFailures++;
         this.lastDrawError = err instanceof Error ? err.message : String(err);
-        pixels = Buffer.from(frame.data.buffer, frame.data.byteOffset, frame.data.length);
+        pixels = frame.data;
       }
-      if (!this.input.write(pixels)) await new Promise<void>((r) => this.input.once('drain', () => r()));
+      // The video keeps the size it started with: a source that changed resolution is scaled to it.
+      if (frame.width !== this.width || frame.height !== this.height) {
+        pixels = await sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), { raw: { width: frame.width, height: frame.height, channels: 3 } })
+          .resize(this.width, this.height, { fit: 'fill' })
+          .raw()
+          .toBuffer();
+      }
+      for (const part of this.frames.frame(this.timestampMs(result.pts), pixels)) {
+        if (!this.input.write(part)) await new Promise<void>((r) => this.input.once('drain', () => r()));
+      }
     });
     return this.chain;
   }

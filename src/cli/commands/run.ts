@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
+import { ffmpegSetup } from '../../ingest/ffmpeg.js';
 import { FrameSource } from '../../ingest/stream.js';
 import type { SourceSpec } from '../../ingest/source.js';
 import { Pipeline, type GalleryLike } from '../../pipeline/pipeline.js';
@@ -104,7 +105,7 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
       let w = writers.get(result.streamId);
       if (!w) {
         const fps = opts.fps ?? 25;
-        w = new AnnotatedVideoWriter(drawPath(opts.draw, result.streamId, sources.length > 1), result.width, result.height, fps);
+        w = new AnnotatedVideoWriter(drawPath(opts.draw, result.streamId, sources.length > 1), result.width, result.height, fps, ffmpegSetup(ctx.config.ingest).options.passthrough);
         writers.set(result.streamId, w);
       }
       void w.write(result, frame);
@@ -132,7 +133,10 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
     process.stderr.write(`${renderPretty(pipeline, frameSources, lastResults)}\n`);
   }
   await Promise.all([...writers.values()].map((w) => w.close()));
-  for (const [id, w] of writers) process.stderr.write(`facestream: annotated video of ${id} written to ${w.file}\n`);
+  for (const [id, w] of writers) {
+    const plain = w.drawFailures ? ` (${w.drawFailures} frames without annotations: ${w.lastDrawError})` : '';
+    process.stderr.write(`facestream: annotated video of ${id} written to ${w.file}${plain}\n`);
+  }
   await pipeline.close();
   if (failed.size) process.exitCode = 1;
 }
