@@ -181,6 +181,7 @@ export class ServerMetrics {
     inferenceError: (stage) => {
       this.inferenceErrors.inc({ model: stage });
     },
+    detectionRun: () => {},
   };
 
   /** The model runtime's observer (ModelRuntime.observer). */
