@@ -69,6 +69,11 @@ export interface SearchWindow {
   height: number;
   /** P-Net input sizes and scales; default pyramidLevels(width, height, minFaceSize, scaleFactor). */
   levels?: PyramidLevel[];
+  /**
+   * A box that also goes straight to O-Net, skipping P-Net and R-Net: a tracked face's predicted
+   * box, which O-Net's box regression pulls onto the face where it now is.
+   */
+  seed?: Box;
 }
 
 /** One picture and the windows to search in it. */
@@ -145,6 +150,7 @@ export class MtcnnDetector {
     try {
       const mark = performance.now();
       const tasks: LevelTask[] = [];
+      const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
       requests.forEach((req, r) => {
         for (const window of req.windows) {
           const source = this.freeIntegrals.pop() ?? new IntegralImage();
@@ -155,12 +161,18 @@ export class MtcnnDetector {
           source.compute(req.image, whole ? undefined : { x: window.x - margin, y: window.y - margin, width: window.width + 2 * margin, height: window.height + 2 * margin });
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
           for (const level of levels) tasks.push({ request: r, window, level, source });
+          if (window.seed) seeds.push({ box: window.seed, image: r, source });
         }
       });
       t.integralMs += performance.now() - mark;
 
       const proposals = await this.propose(requests, tasks, opts, borrowed);
       const refined = await this.refine(proposals, requests, opts, borrowed);
+      for (const seed of seeds) {
+        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image, source: seed.source };
+        square(c);
+        refined.push(c);
+      }
       const results = await this.output(refined, requests, opts, borrowed);
       t.calls += 1;
       t.images += requests.length;
