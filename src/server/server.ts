@@ -98,6 +98,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     cleanup.length = 0;
   };
 
+  cleanup.push(() => metrics.close());
   try {
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
