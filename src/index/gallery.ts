@@ -10,7 +10,7 @@ import { readSavedIndex, removeStrayIndexFiles, saveIndex, savedIndexProblem, ty
 import { DirectoryLock } from './lock.js';
 import { Mutex } from './mutex.js';
 import { ChangeOp, DB_FILE, GalleryStore, SCHEMA_VERSION, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
-import { ExactMatrix, TopK, dot, type ScoredTemplate } from './vectors.js';
+import { checkEmbedding, ExactMatrix, TopK, dot, type ScoredTemplate } from './vectors.js';
 
 export type { NewTemplate, StoredCrop, CropGeometry } from './store.js';
 
@@ -463,9 +463,11 @@ export class Gallery extends EventEmitter {
     return top.items;
   }
 
-  private checkVector(vector: Float32Array): void {
-    if (vector.length !== this.dimension) {
-      throw new FacestreamError('BAD_REQUEST', `embedding has ${vector.length} values; gallery ${this.dir} holds ${this.dimension}-d embeddings of "${this.modelId}"`, {
+  private checkVector(vector: Float32Array, kind: 'template' | 'query' = 'query'): void {
+    try {
+      checkEmbedding(vector, this.dimension, kind);
+    } catch (err) {
+      throw new FacestreamError('BAD_REQUEST', `${(err as Error).message} (gallery ${this.dir} holds ${this.dimension}-d unit embeddings of "${this.modelId}")`, {
         dimension: vector.length,
         expected: this.dimension,
       });
@@ -707,7 +709,7 @@ export class Gallery extends EventEmitter {
   addTemplatesBatch(entries: readonly { identity: IdentityRef; templates: readonly NewTemplate[] }[]): { identity: IdentityRecord; templates: Template[]; created: boolean }[] {
     this.writable();
     for (const e of entries) {
-      for (const t of e.templates) this.checkVector(t.embedding);
+      for (const t of e.templates) this.checkVector(t.embedding, 'template');
       if (!e.identity.id && !e.identity.name) throw new FacestreamError('BAD_REQUEST', 'an identity id or name is needed', {});
     }
     const createdAt = now();

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { FacestreamError } from '../errors.js';
 import type { Box, Point } from '../image/types.js';
 import { blobToVector, vectorToBlob } from './vectors.js';
+import { checkMetadata } from './metadata.js';
 
 /**
  * The gallery's durable state in SQLite (WAL): identities, templates with their embeddings and
@@ -183,11 +184,13 @@ export class GalleryStore {
   }
 
   insertIdentity(id: string, name: string, metadata: unknown, now: string): IdentityRow {
+    checkMetadata(metadata);
     const info = this.writer('insertIdentity').run(id, name, metadata === undefined ? null : JSON.stringify(metadata), now, now);
     return this.identityByPk(Number(info.lastInsertRowid))!;
   }
 
   updateIdentity(pk: number, fields: { name?: string; metadata?: unknown }, now: string): void {
+    checkMetadata(fields.metadata);
     if (fields.name !== undefined) this.db.prepare('UPDATE identities SET name = ?, updated_at = ? WHERE pk = ?').run(fields.name, now, pk);
     if (fields.metadata !== undefined) this.db.prepare('UPDATE identities SET metadata = ?, updated_at = ? WHERE pk = ?').run(JSON.stringify(fields.metadata), now, pk);
   }
