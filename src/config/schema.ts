@@ -99,6 +99,21 @@ export const limitsSchema = z
     maxImagePixels: z.int().min(1).default(40_000_000),
     /** Largest encoded picture in bytes accepted from a file or an upload. */
     maxImageBytes: z.int().min(1).default(50 * 1024 * 1024),
+    /**
+     * Pictures are decoded no larger than this on their longest side (shrunk while loading,
+     * coordinates in answers are the picture's own). It bounds the memory and detection time of
+     * one picture whatever its size: 2560 keeps faces of 40 px in a 4032x3024 phone picture
+     * (16 px after shrinking, above the detector's smallest). 0: full size.
+     */
+    maxDecodeSide: z.int().min(0).max(65_535).default(2560),
+    /** CPU time one picture decode may take before it is abandoned (sharp's timeout). A 40 MP JPEG takes under 2 s on one core. 0: no limit. */
+    decodeTimeoutSeconds: z.int().min(0).max(3600).default(10),
+    /**
+     * Picture formats accepted from files and uploads: jpeg, png, webp, gif, tiff, heif (AVIF/HEIC)
+     * and svg. SVG is off: it is a program (filters, blur) whose decode time is not bounded by its
+     * size, so one small request could keep a core busy for minutes.
+     */
+    pictureFormats: z.array(z.enum(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'svg'])).min(1).default(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']),
   })
   .prefault({});
 

@@ -17,6 +17,7 @@ import { buildApp } from './app.js';
 import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type KeyEntry } from './auth.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
+import { PictureGate } from './picture-gate.js';
 import { ServerMetrics } from './metrics.js';
 import { ServerStore } from './store.js';
 import { StreamManager } from './streams.js';
@@ -149,7 +150,8 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
     const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger });
 
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, keys, readiness, dataDir, version };
+    const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version };
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.

@@ -53,6 +53,14 @@ export const serverLimitsSchema = z
     maxFiles: z.int().min(1).max(1000).default(20),
     /** Largest gallery import body (a JSON export with embeddings and crops). */
     importBytes: z.int().min(1024).default(256 * 1024 * 1024),
+    /**
+     * Requests whose pictures are decoded and analysed at once (detect, analyze, identify,
+     * verify, enroll). Each holds at most one decoded picture of limits.maxDecodeSide per file
+     * and its detection working set; 2 leaves libuv's 4 threads room to serve files and the database.
+     */
+    concurrentPictures: z.int().min(1).max(256).default(2),
+    /** Picture requests waiting for a turn; more are refused with 503 at once (their bodies are already read: each holds up to pictureBodyBytes). */
+    queuedPictures: z.int().min(0).max(10_000).default(32),
   })
   .prefault({});
 

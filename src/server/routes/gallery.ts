@@ -8,6 +8,7 @@ import { decodeCrop } from '../../index/crop.js';
 import type { EnrollReport } from '../../index/enroll.js';
 import { exportGallery, importGallery } from '../../index/transfer.js';
 import type { ServerContext } from '../context.js';
+import { clientGoneSignal } from '../picture-gate.js';
 import { problem, PROBLEM_CONTENT_TYPE } from '../problem.js';
 import { base64Picture, IDENTITY_ID_PATTERN, multipartBody, responses, templateSchema } from '../schemas.js';
 import { bodyTooLarge, byteLimit, readUploads } from '../uploads.js';
@@ -141,7 +142,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
     if (pictures.length === 0) throw new FacestreamError('BAD_REQUEST', 'no picture in the request (multipart files, or JSON image / images[])', {});
     const allowLargest = body.allowLargest ?? (fields.allowLargest === undefined ? undefined : fields.allowLargest === 'true');
     const started = performance.now();
-    const report: EnrollReport = await ctx.enroller.enrollPictures(target, pictures, { allowLargest });
+    const report: EnrollReport = await ctx.pictureGate.run(clientGoneSignal(reply), () => ctx.enroller.enrollPictures(target, pictures, { allowLargest }));
     ctx.metrics.observeStage('decode', report.timings.decodeMs);
     req.log.debug({ ms: performance.now() - started, added: report.added.length }, 'enrolled');
     if (report.added.length === 0) {
