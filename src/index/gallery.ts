@@ -11,6 +11,7 @@ import { DirectoryLock } from './lock.js';
 import { Mutex } from './mutex.js';
 import { ChangeOp, DB_FILE, GalleryStore, SCHEMA_VERSION, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
 import { checkEmbedding, ExactMatrix, TopK, dot, type ScoredTemplate } from './vectors.js';
+import { ensurePrivateDir } from '../private-files.js';
 
 export type { NewTemplate, StoredCrop, CropGeometry } from './store.js';
 
@@ -171,7 +172,7 @@ export class Gallery extends EventEmitter {
   static async open(dir: string, opts: GalleryOpenOptions): Promise<Gallery> {
     const logger = opts.logger ?? rootLogger();
     const readOnly = opts.readOnly ?? false;
-    if (!readOnly) fs.mkdirSync(dir, { recursive: true });
+    if (!readOnly) ensurePrivateDir(dir);
     else if (!fs.existsSync(path.join(dir, DB_FILE))) throw new FacestreamError('FILE_NOT_FOUND', `${dir} is not a gallery (no ${DB_FILE})`, { dir });
     const lock = readOnly ? undefined : DirectoryLock.acquire(dir);
     let store: GalleryStore | undefined;

@@ -5,6 +5,7 @@ import { FacestreamError } from '../errors.js';
 import type { Box, Point } from '../image/types.js';
 import { blobToVector, vectorToBlob } from './vectors.js';
 import { checkMetadata } from './metadata.js';
+import { makePrivate } from '../private-files.js';
 
 /**
  * The gallery's durable state in SQLite (WAL): identities, templates with their embeddings and
@@ -112,6 +113,7 @@ export class GalleryStore {
     try {
       this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
       if (!opts.readOnly) {
+        makePrivate(file, `${file}-wal`, `${file}-shm`);
         this.db.pragma('journal_mode = WAL');
         this.db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
         this.db.exec(SCHEMA);

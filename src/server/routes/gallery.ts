@@ -204,7 +204,11 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get(
     '/api/v1/templates/:templateId/crop',
-    { schema: { tags: ['gallery'], summary: 'The stored face crop of a template', params: templateParams, response: responses({ 200: { type: 'string', format: 'binary' } }) } },
+    {
+      // A face crop is biometric data, like the export: write keys only.
+      config: { access: 'write' },
+      schema: { tags: ['gallery'], summary: 'The stored face crop of a template', description: 'Biometric data: needs a write key.', params: templateParams, response: responses({ 200: { type: 'string', format: 'binary' } }) },
+    },
     async (req, reply) => {
       const id = (req.params as { templateId: string }).templateId;
       const crop = gallery().templateCrop(id);
