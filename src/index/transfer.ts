@@ -65,13 +65,12 @@ export interface ExportSummary {
 export async function exportGallery(gallery: Gallery, file: string): Promise<ExportSummary> {
   const { identities, templates } = gallery.counts();
   const tmp = `${file}.tmp-${process.pid}`;
-  const store = gallery.database;
   async function* lines(): AsyncGenerator<string> {
     yield `${JSON.stringify({ format: EXPORT_FORMAT, version: 1, modelId: gallery.modelId, dimension: gallery.dimension, identities, templates, exportedAt: new Date().toISOString() })}\n`;
     for (const identity of gallery.listIdentities()) {
       yield `${JSON.stringify({ type: 'identity', id: identity.id, name: identity.name, metadata: identity.metadata, createdAt: identity.createdAt })}\n`;
       for (const t of gallery.listTemplates(identity.id)) {
-        const crop = store.crop(Number(t.id));
+        const crop = gallery.templateCrop(t.id);
         const embedding = gallery.templateEmbedding(t.id);
         yield `${JSON.stringify({
           type: 'template',

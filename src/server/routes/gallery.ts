@@ -16,7 +16,7 @@ import { rateLimitOf } from './streams.js';
 
 const identity = { $ref: 'Identity#' } as const;
 const identityParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 256, description: 'identity id (or a unique name)' } } } as const;
-const templateParams = { type: 'object', additionalProperties: false, required: ['templateId'], properties: { templateId: { type: 'string', pattern: '^[0-9]{1,18}$' } } } as const;
+const templateParams = { type: 'object', additionalProperties: false, required: ['templateId'], properties: { templateId: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$', description: 'a template id as the API gave it (22 characters, not guessable)' } } } as const;
 
 const enrollReportSchema = {
   type: 'object',
