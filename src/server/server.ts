@@ -14,7 +14,7 @@ import { FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { buildApp } from './app.js';
-import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type KeyEntry } from './auth.js';
+import { ApiKeys, generateKey, hashKey, parseConfiguredKey } from './auth.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
 import { PictureGate } from './picture-gate.js';
