@@ -47,10 +47,13 @@ export function sniffFormat(b: Uint8Array): string {
   return 'unknown';
 }
 
-/** Throws IMAGE_UNREADABLE (415-like, with the format named) when the bytes are not an accepted format. */
+/** Throws IMAGE_UNREADABLE for bytes of no known picture format, UNSUPPORTED_MEDIA_TYPE (415) for a known format that is not accepted. */
 export function checkPictureFormat(input: Uint8Array, budget: DecodeBudget, name: string): string {
   const format = sniffFormat(input);
   const allowed = budget.pictureFormats ?? DEFAULT_PICTURE_FORMATS;
+  if (format === 'unknown') {
+    throw new FacestreamError('IMAGE_UNREADABLE', `${name} is not a readable image (not one of ${allowed.join(', ')})`, { file: name });
+  }
   if (!allowed.includes(format)) {
     const why = format === 'svg' ? 'SVG pictures are not accepted (limits.pictureFormats; SVG is a program whose decoding time has no bound)' : `the format is not one of ${allowed.join(', ')} (limits.pictureFormats)`;
     throw new FacestreamError('UNSUPPORTED_MEDIA_TYPE', `${name}: ${why}`, { file: name, format });
