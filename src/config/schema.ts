@@ -100,8 +100,9 @@ export const limitsSchema = z
     /** Largest encoded picture in bytes accepted from a file or an upload. */
     maxImageBytes: z.int().min(1).default(50 * 1024 * 1024),
     /**
-     * Pictures are decoded no larger than this on their longest side (shrunk while loading;
-     * coordinates in answers are the picture's own). It bounds the memory and detection time of
+     * Pictures sent to the server and enrolled pictures are decoded no larger than this on their
+     * longest side (shrunk while loading; coordinates in answers are the picture's own; the
+     * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the memory and detection time of
      * one picture whatever its size (a 40 MP picture: ~210 MB peak instead of 3.4 GB). 1920 is
      * the size camera frames are analysed at (ingest.maxWidth); a face must then be about
      * 20 px x (longest side / 1920) to be found, e.g. 42 px in a 4032x3024 phone picture. 0: full size.
