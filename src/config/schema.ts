@@ -140,6 +140,23 @@ export const limitsSchema = z
     maxImagePixels: z.int().min(1).default(40_000_000),
     /** Largest encoded picture in bytes accepted from a file or an upload. */
     maxImageBytes: z.int().min(1).default(50 * 1024 * 1024),
+    /**
+     * Pictures sent to the server and enrolled pictures are decoded no larger than this on their
+     * longest side (shrunk while loading; coordinates in answers are the picture's own; the
+     * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the memory and detection time of
+     * one picture whatever its size (a 40 MP picture: ~210 MB peak instead of 3.4 GB). 1920 is
+     * the size camera frames are analysed at (ingest.maxWidth); a face must then be about
+     * 20 px x (longest side / 1920) to be found, e.g. 42 px in a 4032x3024 phone picture. 0: full size.
+     */
+    maxDecodeSide: z.int().min(0).max(65_535).default(1920),
+    /** CPU time one picture decode may take before it is abandoned (sharp's timeout). A 40 MP JPEG takes under 2 s on one core. 0: no limit. */
+    decodeTimeoutSeconds: z.int().min(0).max(3600).default(10),
+    /**
+     * Picture formats accepted from files and uploads: jpeg, png, webp, gif, tiff, heif (AVIF/HEIC)
+     * and svg. SVG is off: it is a program (filters, blur) whose decode time is not bounded by its
+     * size, so one small request could keep a core busy for minutes.
+     */
+    pictureFormats: z.array(z.enum(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'svg'])).min(1).default(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']),
   })
   .prefault({});
 
