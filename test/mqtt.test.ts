@@ -7,6 +7,7 @@ import client from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mqttSchema } from '../src/config/sections/mqtt.js';
 import { MqttPublisher } from '../src/integrations/mqtt/publisher.js';
+import { discoveryId, topicSegment } from '../src/integrations/mqtt/topics.js';
 import { freePort, startMosquitto, Subscriber, type Broker } from './helpers/mosquitto.js';
 import { CLI, DATA, dataFile, MODELS_DIR } from './helpers/paths.js';
 import { waitFor, WRITE_KEY } from './helpers/server.js';
@@ -171,5 +172,25 @@ describe('MQTT publisher while the broker is away', () => {
       await publisher.close();
       await broker?.stop();
     }
+  });
+});
+
+describe('MQTT configuration and topic names', () => {
+  it('refuses broker URLs without a scheme, prefixes with wildcards, and unreadable TLS files', () => {
+    expect(mqttSchema.safeParse({ url: 'localhost:1883' }).success).toBe(false);
+    expect(mqttSchema.safeParse({ url: 'mqtts://broker.lan:8883', password: 12345 }).data?.password).toBe('12345');
+    for (const topicPrefix of ['home/#', 'a+b', '/facestream', 'facestream/']) expect(mqttSchema.safeParse({ topicPrefix }).success, topicPrefix).toBe(false);
+    expect(mqttSchema.safeParse({ topicPrefix: 'site/facestream' }).success).toBe(true);
+    const config = { ...mqttSchema.parse({ tls: { ca: '/nonexistent/ca.pem' } }), url: 'mqtts://127.0.0.1:1' };
+    expect(() => new MqttPublisher({ config, logger: pino({ level: 'silent' }), statusTopic: 's' })).toThrow(/mqtt\.tls\.ca/);
+  });
+
+  it('makes any id one topic level and a Home Assistant object id, without collisions', () => {
+    expect(topicSegment('front/door#1+')).toBe('front_door_1_');
+    expect(discoveryId('front_door')).toBe('front_door');
+    const a = discoveryId('front.door');
+    const b = discoveryId('front:door');
+    expect(a).toMatch(/^front_door_[0-9a-f]{8}$/);
+    expect(a).not.toBe(b);
   });
 });

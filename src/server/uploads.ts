@@ -5,6 +5,8 @@ import { FacestreamError } from '../errors.js';
 export interface UploadedPicture {
   name: string;
   data: Buffer;
+  /** The multipart field (or JSON key) it came in. */
+  field?: string;
 }
 
 export interface Uploads {
@@ -36,7 +38,7 @@ export async function readUploads(request: FastifyRequest, maxFiles: number): Pr
       if (part.type === 'file') {
         const data = await part.toBuffer();
         if (data.length === 0) throw new FacestreamError('EMPTY_FILE', `${part.filename || part.fieldname} is empty (0 bytes)`, { field: part.fieldname });
-        pictures.push({ name: part.filename || part.fieldname, data });
+        pictures.push({ name: part.filename || part.fieldname, data, field: part.fieldname });
       } else if (typeof part.value === 'string') {
         fields[part.fieldname] = part.value;
       }

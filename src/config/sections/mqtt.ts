@@ -35,7 +35,10 @@ export const homeAssistantSchema = z
 export const mqttSchema = z
   .strictObject({
     /** Broker URL: mqtt://host:1883, mqtts://host:8883, ws(s)://host/mqtt. Empty: MQTT is off. Also FACESTREAM_MQTT_URL. */
-    url: z.string().min(1).optional(),
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?):\/\/[^/\s]/i, 'an MQTT broker URL starts with mqtt://, mqtts://, ws:// or wss://')
+      .optional(),
     /** Broker credentials (FACESTREAM_MQTT_USERNAME, FACESTREAM_MQTT_PASSWORD). Never logged. */
     username: z.coerce.string().min(1).optional(),
     password: z.coerce.string().min(1).optional(),
@@ -48,7 +51,7 @@ export const mqttSchema = z
       .max(128)
       .regex(/^[^#+/][^#+]*[^#+/]$|^[^#+/]$/, 'a topic prefix has no + or # and does not start or end with /')
       .default('facestream'),
-    /** QoS of every message: 1 (at least once) survives a broker restart between hops; 0 is fire and forget. */
+    /** QoS of every message: 1 (at least once) sends a message again when the connection dropped before the broker acknowledged it; 0 is fire and forget. */
     qos: z.union([z.literal(0), z.literal(1)]).default(1),
     /** Keep-alive (s): the broker publishes the last will (offline) after 1.5x this without traffic from a server that vanished. */
     keepaliveSeconds: z.int().min(5).max(3600).default(30),

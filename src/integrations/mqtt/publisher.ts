@@ -4,6 +4,7 @@ import os from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import client from 'prom-client';
 import type { MqttConfig } from '../../config/sections/mqtt.js';
+import { FacestreamError } from '../../errors.js';
 import { redactUrl } from '../../ingest/source.js';
 import type { Logger } from '../../log.js';
 
@@ -28,6 +29,15 @@ interface MqttPublisherEvents {
   /** Connected (first time or again): retained state should be published again. */
   connect: [];
   message: [topic: string, payload: string];
+}
+
+function readPem(file: string | undefined, what: string): Buffer | undefined {
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new FacestreamError('CONFIG_INVALID', `cannot read mqtt.tls.${what} (${file}): ${(err as Error).message}`, { file });
+  }
 }
 
 /** Messages handed to the socket and not yet acknowledged; more wait in our own bounded queue. */
@@ -85,9 +95,9 @@ export class MqttPublisher extends EventEmitter<MqttPublisherEvents> {
       // Our own queue bounds what waits while offline; mqtt.js's offline queue would grow without limit.
       queueQoSZero: false,
       will: { topic: opts.statusTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
-      ca: cfg.tls.ca ? fs.readFileSync(cfg.tls.ca) : undefined,
-      cert: cfg.tls.cert ? fs.readFileSync(cfg.tls.cert) : undefined,
-      key: cfg.tls.key ? fs.readFileSync(cfg.tls.key) : undefined,
+      ca: readPem(cfg.tls.ca, 'ca'),
+      cert: readPem(cfg.tls.cert, 'cert'),
+      key: readPem(cfg.tls.key, 'key'),
       rejectUnauthorized: cfg.tls.rejectUnauthorized,
     };
     const where = redactUrl(cfg.url);

@@ -4,7 +4,7 @@ import { decodeImage, type DecodedImage } from '../../image/decode.js';
 import type { Box } from '../../image/types.js';
 import { allows, type Access } from '../auth.js';
 import type { ServerContext } from '../context.js';
-import { fromBase64 } from '../uploads.js';
+import { fromBase64, readUploads } from '../uploads.js';
 
 /** A picture from a compat request, with the form field (or JSON key) it came in. */
 export interface FormFile {
@@ -22,24 +22,17 @@ export interface CompatForm {
 /**
  * The form of a compat request, whichever way its client sends it: multipart (DeepStack's and
  * CompreFace's clients, curl -F), urlencoded (Python requests' `data=` without files), or JSON with
- * base64 pictures under `pictureKeys` (CompreFace's base64 mode). Multipart files are read one at
- * a time under the server's upload limits.
+ * base64 pictures under `pictureKeys` (CompreFace's base64 mode). Multipart files are read as the
+ * native routes read them (readUploads: one at a time, under the server's upload limits).
  */
 export async function readCompatForm(req: FastifyRequest, pictureKeys: readonly string[]): Promise<CompatForm> {
+  if (req.isMultipart()) {
+    // maxFiles bounds JSON bodies only; @fastify/multipart's limits bound the parts.
+    const { pictures, fields } = await readUploads(req, Number.MAX_SAFE_INTEGER);
+    return { files: pictures.map((p) => ({ field: p.field ?? p.name, name: p.name, data: p.data })), fields };
+  }
   const files: FormFile[] = [];
   const fields: Record<string, string> = {};
-  if (req.isMultipart()) {
-    for await (const part of req.parts()) {
-      if (part.type === 'file') {
-        const data = await part.toBuffer();
-        if (data.length === 0) throw new FacestreamError('EMPTY_FILE', `${part.filename || part.fieldname} is empty (0 bytes)`, { field: part.fieldname });
-        files.push({ field: part.fieldname, name: part.filename || part.fieldname, data });
-      } else if (typeof part.value === 'string') {
-        fields[part.fieldname] = part.value;
-      }
-    }
-    return { files, fields };
-  }
   const body = req.body;
   if (body && typeof body === 'object' && !Buffer.isBuffer(body)) {
     for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
