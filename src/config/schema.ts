@@ -2,6 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { gallerySchema } from './sections/gallery.js';
 import { ingestSchema } from './sections/ingest.js';
+import { mqttSchema } from './sections/mqtt.js';
 import { pipelineSchema } from './sections/pipeline.js';
 import { serverSchema } from './sections/server.js';
 
@@ -172,6 +173,7 @@ export const configSchema = z.strictObject({
   ingest: ingestSchema,
   pipeline: pipelineSchema,
   server: serverSchema,
+  mqtt: mqttSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -10,6 +10,8 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { PACKAGE_ROOT } from '../paths.js';
 import { allows, ApiKeys, presentedKey, WS_PROTOCOL, type Access } from './auth.js';
+import { comprefaceRoutes } from './compat/compreface.js';
+import { deepstackRoutes } from './compat/deepstack.js';
 import type { ServerContext } from './context.js';
 import { installProblemHandlers, problem, problemSchema, sendProblem } from './problem.js';
 import { galleryRoutes, registerImportParsers } from './routes/gallery.js';
@@ -140,6 +142,9 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   galleryRoutes(app, ctx);
   pictureRoutes(app, ctx);
   liveRoutes(app, ctx);
+  // Other servers' APIs, each in its own scope (own error format, urlencoded forms): src/server/compat.
+  if (cfg.compat.deepstack) await app.register(deepstackRoutes(ctx));
+  if (cfg.compat.compreface) await app.register(comprefaceRoutes(ctx));
 
   app.get(
     '/metrics',

@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import { Enroller } from '../index/enroll.js';
 import { Gallery } from '../index/gallery.js';
+import { startMqtt } from '../integrations/mqtt/index.js';
 import { rootLogger, type Logger } from '../log.js';
 import { BUNDLED_MANIFEST, loadManifest } from '../models/manifest.js';
 import { ModelRuntime } from '../models/runtime.js';
@@ -161,6 +162,12 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     for (const s of streams.list()) {
       metrics.streamAdded(s.id);
       metrics.setStreamState(s.id, s.state);
+    }
+
+    if (cfg.mqtt.url) {
+      // Closed before the streams (cleanup runs in reverse): subscribers see them stopped, then "offline".
+      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry });
+      cleanup.push(() => mqtt.close());
     }
 
     const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger });

@@ -5,6 +5,8 @@ import { FacestreamError } from '../errors.js';
 export interface UploadedPicture {
   name: string;
   data: Buffer;
+  /** The multipart field (or JSON key) it came in. */
+  field?: string;
 }
 
 export interface Uploads {
@@ -39,7 +41,7 @@ export async function readUploads(request: FastifyRequest, maxFiles: number): Pr
         if (pictures.length >= maxFiles) throw new FacestreamError('TOO_MANY_FILES', `at most ${maxFiles} picture${maxFiles === 1 ? '' : 's'} in this request (${part.fieldname} is one more)`, { limit: maxFiles });
         const data = await part.toBuffer();
         if (data.length === 0) throw new FacestreamError('EMPTY_FILE', `${part.filename || part.fieldname} is empty (0 bytes)`, { field: part.fieldname });
-        pictures.push({ name: part.filename || part.fieldname, data });
+        pictures.push({ name: part.filename || part.fieldname, data, field: part.fieldname });
       } else if (typeof part.value === 'string') {
         fields[part.fieldname] = part.value;
       }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compatSchema } from './compat.js';
 
 /**
  * Configuration of src/server: where it listens, who may use it, what it accepts, how live results
@@ -163,6 +164,7 @@ export const serverSchema = z
     sources: sourcesSchema,
     websocket: websocketSchema,
     demo: demoSchema,
+    compat: compatSchema,
   })
   .prefault({});
 
