@@ -4,13 +4,15 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FacestreamError, errorMessage } from '../errors.js';
+import { buildModel } from './build/recipes.js';
 import type { ModelSpec } from './manifest.js';
 import { modelSpec } from './manifest.js';
 import type { ModelStore } from './store.js';
 
 export interface FillResult {
   id: string;
-  action: 'present' | 'fetched' | 'failed';
+  /** `built`: made by the manifest's build recipe from a package's weights, not downloaded. */
+  action: 'present' | 'fetched' | 'built' | 'failed';
   from?: string;
   bytes?: number;
   error?: string;
@@ -62,20 +64,29 @@ async function openSource(from: string, timeoutMs: number): Promise<Readable> {
  * bad mirror never leaves a half-written model where the server would load it.
  */
 export async function fetchModel(store: ModelStore, id: string, opts: FillOptions = {}): Promise<FillResult> {
+  const from = sourceOf(modelSpec(store.manifest, id), opts.mirror);
+  return installModelFile(store, id, from, () => openSource(from, opts.timeoutMs ?? 10 * 60_000), opts.onProgress);
+}
+
+/**
+ * Writes one model file from a stream (a download, a copy, or bytes built by project code) the
+ * only safe way: hashed while written to a temporary file, renamed into place only when size and
+ * sha256 are the manifest's. `from` names the source in results and errors.
+ */
+export async function installModelFile(store: ModelStore, id: string, from: string, open: () => Promise<Readable>, onProgress?: FillOptions['onProgress']): Promise<FillResult> {
   const spec = modelSpec(store.manifest, id);
-  const from = sourceOf(spec, opts.mirror);
   const target = store.pathOf(id);
   await fs.promises.mkdir(path.dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`;
   const hash = crypto.createHash('sha256');
   let bytes = 0;
   try {
-    const input = await openSource(from, opts.timeoutMs ?? 10 * 60_000);
+    const input = await open();
     input.on('data', (chunk: Buffer) => {
       hash.update(chunk);
       bytes += chunk.length;
       if (bytes > spec.bytes) input.destroy(new Error(`received more than the expected ${spec.bytes} bytes`));
-      opts.onProgress?.(id, bytes, spec.bytes);
+      onProgress?.(id, bytes, spec.bytes);
     });
     const out = fs.createWriteStream(tmp, { flags: 'wx' });
     await pipeline(input, out);
@@ -90,11 +101,14 @@ export async function fetchModel(store: ModelStore, id: string, opts: FillOption
   } catch (err) {
     await fs.promises.rm(tmp, { force: true });
     if (err instanceof FacestreamError) throw err;
-    throw new FacestreamError('MODEL_FETCH_FAILED', `fetching model "${id}" from ${from} failed: ${errorMessage(err)}`, { model: id, from });
+    throw new FacestreamError('MODEL_FETCH_FAILED', `installing model "${id}" from ${from} failed: ${errorMessage(err)}`, { model: id, from });
   }
 }
 
-/** Makes every (or every listed) model present and valid; keeps going past failures and reports each. */
+/**
+ * Makes every (or every listed) model present and valid; keeps going past failures and reports
+ * each. Models with a build recipe are built from their source package, never fetched.
+ */
 export async function fillModels(store: ModelStore, opts: FillOptions = {}): Promise<FillResult[]> {
   const ids = opts.ids ?? Object.keys(store.manifest.models);
   const results: FillResult[] = [];
@@ -106,7 +120,7 @@ export async function fillModels(store: ModelStore, opts: FillOptions = {}): Pro
       continue;
     }
     try {
-      results.push(await fetchModel(store, id, opts));
+      results.push(store.manifest.models[id].build ? await buildModel(store, id) : await fetchModel(store, id, opts));
     } catch (err) {
       results.push({ id, action: 'failed', error: errorMessage(err) });
     }

@@ -56,6 +56,12 @@ const baseModel = {
   bytes: z.int().positive(),
   /** Direct download address; `facestream models fill` uses it when no mirror is configured. */
   url: z.url().optional(),
+  /**
+   * The file is built by project code (`facestream models build`, also run by `models fill`) from
+   * weights in an installed npm package, instead of downloaded: `recipe` names the builder
+   * (src/models/build/recipes.ts), `from` the package the weights come from.
+   */
+  build: z.strictObject({ recipe: z.string(), from: z.string() }).optional(),
   weights: z.string().optional(),
   source: z.string(),
   license: z.string(),
