@@ -256,7 +256,7 @@ describe('facestream models', () => {
   it('list and check report every model as present and intact', async () => {
     const list = await json<{ dir: string; models: { id: string; state: string }[] }>(['models', 'list', '--json']);
     expect(list.dir).toBe(MODELS_DIR);
-    expect(list.models.length).toBe(7);
+    expect(list.models.length).toBe(8);
     expect(list.models.every((m) => m.state === 'ok')).toBe(true);
     const check = await cli(['models', 'check', 'mtcnn-pnet', 'mtcnn-rnet']);
     expect(check.code).toBe(0);

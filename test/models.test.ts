@@ -403,7 +403,7 @@ describe('embedding models plug in from the manifest', () => {
   });
   afterAll(() => runtime.close());
 
-  for (const id of ['arcface-mbf-112', 'vggface2-resnet50-arch']) {
+  for (const id of ['arcface-mbf-112', 'faceapi-resnet34-150', 'vggface2-resnet50-arch']) {
     it(`${id}: unit vectors of the manifest's dimension, a batch of 4 equal to one at a time`, async () => {
       const spec = embeddingSpec(manifest, id);
       const embedder = await Embedder.load(runtime, id, 4);
