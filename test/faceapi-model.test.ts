@@ -136,3 +136,34 @@ describe('faceapi-resnet34-150 (face-api.js descriptor built into ONNX)', () => 
     ours.forEach((v, k) => expect(maxAbsDiff(v, dlibScaled[k].map((x) => x / norm(dlibScaled[k])))).toBeLessThan(1e-5));
   });
 });
+
+describe("each real-weight model's track-switch similarity (manifest threshold.switchSimilarity)", () => {
+  it('stays under every same-person pair and above most different-person pairs of data/faces, on its own scale', async () => {
+    const runtime = testRuntime();
+    try {
+      const config = testConfig();
+      const detector = await MtcnnDetector.load(runtime, config.detector);
+      const files = ['barack_obama/1.jpg', 'barack_obama/2.jpg', 'barack_obama/3.jpg', 'barack_obama/4.jpg', 'kit_harington/1.jpg', 'kit_harington/2.jpg', 'joe_biden/1.jpg', 'rose_leslie/1.jpg', 'paul_rudd/1.jpg'];
+      const faces = [];
+      for (const file of files) {
+        const image = await loadImageFile(dataFile('faces', ...file.split('/')), config.limits);
+        faces.push({ who: file.split('/')[0], image, face: largestFace(await detector.detect(image))! });
+      }
+      for (const id of ['arcface-mbf-112', MODEL]) {
+        const embedder = await Embedder.load(runtime, id);
+        const vectors = await embedder.embedFaces(faces);
+        const same: number[] = [];
+        const different: number[] = [];
+        for (let i = 0; i < faces.length; i++)
+          for (let j = i + 1; j < faces.length; j++) (faces[i].who === faces[j].who ? same : different).push(vectors[i].reduce((s, v, k) => s + v * vectors[j][k], 0));
+        const t = embedder.defaultSwitchSimilarity;
+        const below = different.filter((s) => s < t).length / different.length;
+        console.log(`${id}: switch ${t}; same person ${Math.min(...same).toFixed(3)}-${Math.max(...same).toFixed(3)}; different people ${Math.min(...different).toFixed(3)}-${Math.max(...different).toFixed(3)}, ${(below * 100).toFixed(0)}% below`);
+        expect(Math.min(...same)).toBeGreaterThan(t);
+        expect(below).toBeGreaterThanOrEqual(0.8);
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
+});
