@@ -26,8 +26,8 @@ import { readTfjsWeights, type WeightTensor } from './tfjs-weights.js';
 export const FACEAPI_PACKAGE = '@vladmandic/face-api';
 const INPUT_SIZE = 150;
 
-/** Where the installed package keeps its weights, and its version. */
-export function faceapiPackage(): { dir: string; version: string } {
+/** Where the installed package is (its weights are under model/). */
+export function faceapiPackage(): { dir: string } {
   const require = createRequire(import.meta.url);
   let pkgFile: string;
   try {
@@ -35,7 +35,7 @@ export function faceapiPackage(): { dir: string; version: string } {
   } catch {
     throw new FacestreamError('MODEL_FETCH_FAILED', `the npm package ${FACEAPI_PACKAGE} is not installed; run \`npm install\` (it is a dependency of facestream)`);
   }
-  return { dir: path.dirname(pkgFile), version: (require(pkgFile) as { version: string }).version };
+  return { dir: path.dirname(pkgFile) };
 }
 
 interface Shape {

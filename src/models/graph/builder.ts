@@ -1,3 +1,5 @@
+import * as F from './fields.js';
+import { intAttribute, intsAttribute } from './onnx.js';
 import { Writer } from './protobuf.js';
 
 /**
@@ -6,36 +8,6 @@ import { Writer } from './protobuf.js';
  * code. Field numbers are those of onnx.proto. The output depends only on what was added and in
  * which order, so building twice from the same weights gives the same bytes (and sha256).
  */
-
-const MODEL_IR_VERSION = 1;
-const MODEL_PRODUCER_NAME = 2;
-const MODEL_PRODUCER_VERSION = 3;
-const MODEL_DOC_STRING = 6;
-const MODEL_GRAPH = 7;
-const MODEL_OPSET_IMPORT = 8;
-const MODEL_METADATA = 14;
-const GRAPH_NODE = 1;
-const GRAPH_NAME = 2;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const GRAPH_OUTPUT = 12;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
-const NODE_ATTRIBUTE = 5;
-const ATTR_NAME = 1;
-const ATTR_I = 3;
-const ATTR_INTS = 8;
-const ATTR_TYPE = 20;
-const ATTR_TYPE_INT = 2;
-const ATTR_TYPE_INTS = 7;
-const TENSOR_DIMS = 1;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_NAME = 8;
-const TENSOR_RAW_DATA = 9;
-const FLOAT = 1;
-const INT64 = 7;
 
 /** An attribute value: an integer or a list of integers (all the operators used here need). */
 export type AttributeValue = number | number[];
@@ -46,23 +18,14 @@ export type Dim = number | string;
 interface Tensor {
   name: string;
   dims: number[];
-  type: typeof FLOAT | typeof INT64;
+  type: typeof F.FLOAT | typeof F.INT64;
   raw: Uint8Array;
-}
-
-function encodeAttribute(name: string, value: AttributeValue): Uint8Array {
-  const w = new Writer().string(ATTR_NAME, name);
-  if (Array.isArray(value)) {
-    w.varint(ATTR_TYPE, ATTR_TYPE_INTS);
-    for (const v of value) w.varint(ATTR_INTS, v);
-  } else w.varint(ATTR_TYPE, ATTR_TYPE_INT).varint(ATTR_I, value);
-  return w.finish();
 }
 
 function encodeValueInfo(name: string, dims: readonly Dim[]): Uint8Array {
   const shape = new Writer();
   for (const d of dims) shape.bytes(1, typeof d === 'number' ? new Writer().varint(1, d).finish() : new Writer().string(2, d).finish());
-  const tensorType = new Writer().varint(1, FLOAT).bytes(2, shape.finish()).finish();
+  const tensorType = new Writer().varint(1, F.FLOAT).bytes(2, shape.finish()).finish();
   const type = new Writer().bytes(1, tensorType).finish();
   return new Writer().string(1, name).bytes(2, type).finish();
 }
@@ -112,12 +75,12 @@ export class OnnxModelBuilder {
 
   /** Adds a float32 initializer; returns its (fresh) name. */
   floats(hint: string, data: Float32Array, dims: readonly number[]): string {
-    return this.tensor(hint, dims, FLOAT, littleEndian(data), data.length);
+    return this.tensor(hint, dims, F.FLOAT, littleEndian(data), data.length);
   }
 
   /** Adds an int64 initializer (shapes, pads, axes); returns its (fresh) name. */
   int64s(hint: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
-    return this.tensor(hint, dims, INT64, littleEndian(BigInt64Array.from(values, (v) => BigInt(v))), values.length);
+    return this.tensor(hint, dims, F.INT64, littleEndian(BigInt64Array.from(values, (v) => BigInt(v))), values.length);
   }
 
   private tensor(hint: string, dims: readonly number[], type: Tensor['type'], raw: Uint8Array, count: number): string {
@@ -128,41 +91,40 @@ export class OnnxModelBuilder {
   }
 
   /**
-   * Appends a node (nodes must be added in topological order); returns its output names, fresh
-   * names derived from `outputHint` unless `outputs` names them.
+   * Appends a node (nodes must be added in topological order); returns its output names: fresh
+   * ones derived from the operator's name unless `outputs` gives them.
    */
   node(opType: string, inputs: readonly string[], attributes: Record<string, AttributeValue> = {}, outputs?: readonly string[]): string[] {
     const outs = outputs ? [...outputs] : [this.fresh(opType.toLowerCase())];
     for (const o of outs) this.names.add(o);
     const w = new Writer();
-    for (const i of inputs) w.string(NODE_INPUT, i);
-    for (const o of outs) w.string(NODE_OUTPUT, o);
-    w.string(NODE_NAME, this.fresh(`${opType.toLowerCase()}_node`));
-    w.string(NODE_OP_TYPE, opType);
-    for (const [name, value] of Object.entries(attributes)) w.bytes(NODE_ATTRIBUTE, encodeAttribute(name, value));
+    for (const i of inputs) w.string(F.NODE_INPUT, i);
+    for (const o of outs) w.string(F.NODE_OUTPUT, o);
+    w.string(F.NODE_NAME, this.fresh(`${opType.toLowerCase()}_node`));
+    w.string(F.NODE_OP_TYPE, opType);
+    for (const [name, value] of Object.entries(attributes)) w.raw(Array.isArray(value) ? intsAttribute(name, value) : intAttribute(name, value));
     this.nodes.push(w.finish());
     return outs;
   }
 
   /** The ModelProto bytes. */
-  encode(meta: { producer: string; producerVersion: string; doc?: string; metadata?: Record<string, string> }): Uint8Array {
+  encode(meta: { producer: string; producerVersion: string; doc?: string }): Uint8Array {
     const graph = new Writer();
-    for (const n of this.nodes) graph.bytes(GRAPH_NODE, n);
-    graph.string(GRAPH_NAME, this.graphName);
+    for (const n of this.nodes) graph.bytes(F.GRAPH_NODE, n);
+    graph.string(F.GRAPH_NAME, this.graphName);
     for (const t of this.tensors.values()) {
       const w = new Writer();
-      for (const d of t.dims) w.varint(TENSOR_DIMS, d);
-      w.varint(TENSOR_DATA_TYPE, t.type).string(TENSOR_NAME, t.name).bytes(TENSOR_RAW_DATA, t.raw);
-      graph.bytes(GRAPH_INITIALIZER, w.finish());
+      for (const d of t.dims) w.varint(F.TENSOR_DIMS, d);
+      w.varint(F.TENSOR_DATA_TYPE, t.type).string(F.TENSOR_NAME, t.name).bytes(F.TENSOR_RAW_DATA, t.raw);
+      graph.bytes(F.GRAPH_INITIALIZER, w.finish());
     }
-    for (const i of this.inputs) graph.bytes(GRAPH_INPUT, i);
-    for (const o of this.outputs) graph.bytes(GRAPH_OUTPUT, o);
+    for (const i of this.inputs) graph.bytes(F.GRAPH_INPUT, i);
+    for (const o of this.outputs) graph.bytes(F.GRAPH_OUTPUT, o);
     // IR version 7 is the one that goes with opset 13.
-    const model = new Writer().varint(MODEL_IR_VERSION, 7).string(MODEL_PRODUCER_NAME, meta.producer).string(MODEL_PRODUCER_VERSION, meta.producerVersion);
-    if (meta.doc) model.string(MODEL_DOC_STRING, meta.doc);
-    model.bytes(MODEL_GRAPH, graph.finish());
-    model.bytes(MODEL_OPSET_IMPORT, new Writer().string(1, '').varint(2, this.opset).finish());
-    for (const [key, value] of Object.entries(meta.metadata ?? {})) model.bytes(MODEL_METADATA, new Writer().string(1, key).string(2, value).finish());
+    const model = new Writer().varint(F.MODEL_IR_VERSION, 7).string(F.MODEL_PRODUCER_NAME, meta.producer).string(F.MODEL_PRODUCER_VERSION, meta.producerVersion);
+    if (meta.doc) model.string(F.MODEL_DOC_STRING, meta.doc);
+    model.bytes(F.MODEL_GRAPH, graph.finish());
+    model.bytes(F.MODEL_OPSET_IMPORT, new Writer().string(1, '').varint(2, this.opset).finish());
     return model.finish();
   }
 }
