@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { FacestreamError } from '../../errors.js';
-import { installModelFile, type FillResult } from '../fetch.js';
+import { installModelFile, type FillResult } from '../install.js';
 import { modelSpec } from '../manifest.js';
 import type { ModelStore } from '../store.js';
 import { buildFaceapiRecognition } from './faceapi-recognition.js';
