@@ -33,7 +33,8 @@ describe('configuration', () => {
     const cfg = loadConfig({ env: {} });
     expect(cfg).toEqual(defaultConfig());
     expect(cfg.models.dir).toBe(path.join(REPO, 'models')); // the installation's, whatever the working directory
-    expect(cfg.detector).toEqual({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0, cropPadding: 'zero', picturePadding: 0.25 });
+    expect(cfg.detector).toMatchObject({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0, mode: 'tracked', keyframeIntervalMs: 1000, cropPadding: 'zero', picturePadding: 0.25 });
+    expect(cfg.pipeline.workers).toBeGreaterThanOrEqual(1);
     expect(cfg.runtime.executionProviders).toEqual(['cuda', 'cpu']);
     expect(cfg.runtime.spinning).toBe(false);
     expect(cfg.runtime.intraOpThreads).toBeGreaterThanOrEqual(1);

@@ -140,7 +140,7 @@ describe('enrollment and identification with real pictures', () => {
     ]);
     const codes = Object.fromEntries(report.results.map((r) => [r.picture, r.status === 'added' ? 'added' : r.code]));
     expect(codes).toEqual({
-      'notes.txt': 'UNSUPPORTED_MEDIA_TYPE',
+      'notes.txt': 'IMAGE_UNREADABLE',
       'blank.jpg': 'NO_FACE',
       'two_people.jpg': 'MULTIPLE_FACES',
       'tiny.jpg': 'FACE_TOO_SMALL',

@@ -2,10 +2,12 @@ import fs from 'node:fs/promises';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { FacestreamError } from '../errors.js';
 import { rootLogger } from '../log.js';
-import { checkDecodableFormat, unknownFormatMessage } from './formats.js';
+import { checkDecodableFormat } from './formats.js';
+import { budgetedDecoder, checkPictureFormat, type DecodeBudget } from './budget.js';
 import type { RgbImage } from './types.js';
 
-export interface ImageLimits {
+/** Size limits of encoded pictures, and the decode budget (src/image/budget.ts) every decode runs under. */
+export interface ImageLimits extends DecodeBudget {
   maxImagePixels: number;
   maxImageBytes: number;
 }
@@ -14,6 +16,14 @@ export interface DecodedImage extends RgbImage {
   /** The encoded bytes, kept for content hashing and for storing crops without re-encoding. */
   readonly source: Buffer;
   readonly format: string;
+  /**
+   * Picture pixels per decoded pixel (>= 1): the picture was shrunk on load to
+   * limits.maxDecodeSide. Multiply decoded coordinates by it to get the picture's.
+   */
+  readonly scale: number;
+  /** The picture's own size (after EXIF orientation), before any shrinking. */
+  readonly originalWidth: number;
+  readonly originalHeight: number;
   /** Decoder warnings the picture was decoded despite (see tolerantDecode). */
   readonly warnings?: string[];
 }
@@ -55,14 +65,15 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
       limit: limits.maxImageBytes,
     });
   }
+  // Formats named by their content first (HEIC, BMP...: what it is and how to convert), then the
+  // formats this deployment accepts (SVG off by default) and bytes of no picture format.
   await checkDecodableFormat(input, name);
+  checkPictureFormat(input, limits, name);
   let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
-    const message = shortSharpMessage(err);
-    if (/unsupported image format/i.test(message)) throw new FacestreamError('UNSUPPORTED_MEDIA_TYPE', unknownFormatMessage(name, input), { file: name });
-    throw new FacestreamError('IMAGE_UNREADABLE', `${name} is not a readable image (${message})`, { file: name });
+    throw new FacestreamError('IMAGE_UNREADABLE', `${name} is not a readable image (${shortSharpMessage(err)})`, { file: name });
   }
   const { width, height, format } = meta;
   if (!width || !height) throw new FacestreamError('IMAGE_UNREADABLE', `${name} has no image dimensions`, { file: name });
@@ -75,15 +86,31 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
   }
   try {
     const { result, warning } = await tolerantDecode((failOn) =>
-      flattenAlpha(sharp(input, { failOn, limitInputPixels: limits.maxImagePixels }).autoOrient().toColourspace('srgb'))
+      flattenAlpha(budgetedDecoder(input, limits, { width, height }, failOn).pipeline.toColourspace('srgb'))
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true }),
     );
     const { data, info } = result;
     if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels after conversion`);
     if (warning) rootLogger().warn({ file: name, warning }, 'picture decoded with a decoder warning');
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length), source: input, format: format ?? 'unknown', ...(warning ? { warnings: [warning] } : {}) };
+    const rotated = (meta.orientation ?? 1) >= 5;
+    const [originalWidth, originalHeight] = rotated ? [height, width] : [width, height];
+    const scale = Math.max(originalWidth / info.width, originalHeight / info.height, 1);
+    return {
+      width: info.width,
+      height: info.height,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      source: input,
+      format: format ?? 'unknown',
+      scale,
+      originalWidth,
+      originalHeight,
+      ...(warning ? { warnings: [warning] } : {}),
+    };
   } catch (err) {
+    if (/timeout/i.test(shortSharpMessage(err))) {
+      throw new FacestreamError('IMAGE_UNREADABLE', `${name} took longer than ${limits.decodeTimeoutSeconds} s to decode (limits.decodeTimeoutSeconds)`, { file: name, limit: limits.decodeTimeoutSeconds ?? 0 });
+    }
     throw new FacestreamError('IMAGE_UNREADABLE', `${name} could not be decoded (${shortSharpMessage(err)})`, { file: name });
   }
 }

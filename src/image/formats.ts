@@ -54,9 +54,3 @@ export async function checkDecodableFormat(input: Uint8Array, name: string): Pro
     mime: type.mime,
   });
 }
-
-/** A decoder's message for content no format matched, said plainly. */
-export function unknownFormatMessage(name: string, input: Uint8Array): string {
-  const head = Buffer.from(input.subarray(0, 8)).toString('hex').replace(/(..)/g, '$1 ').trim();
-  return `${name} is not a picture format facestream knows (it starts with bytes ${head}); facestream reads ${SUPPORTED_PICTURE_FORMATS} pictures`;
-}

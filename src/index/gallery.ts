@@ -9,7 +9,9 @@ import { GalleryRecords, now, type IdentityRecord, type IdentityRef, type Templa
 import { aggregateByIdentity, candidatesWanted, identityScore, type IdentityMatch } from './search.js';
 import { DB_FILE, galleryDamageError, GalleryStore, SCHEMA_VERSION, type NewTemplate, type StoredCrop } from './store.js';
 import { TemplateIndex, type IndexLoadReport } from './template-index.js';
-import { dot } from './vectors.js';
+import { TemplateIds } from './template-ids.js';
+import { checkEmbedding, dot } from './vectors.js';
+import { ensurePrivateDir } from '../private-files.js';
 
 export type { NewTemplate, StoredCrop, CropGeometry } from './store.js';
 export type { IdentityRecord, IdentityRef, Template } from './records.js';
@@ -109,7 +111,7 @@ export class Gallery extends EventEmitter {
   static async open(dir: string, opts: GalleryOpenOptions): Promise<Gallery> {
     const logger = opts.logger ?? rootLogger();
     const readOnly = opts.readOnly ?? false;
-    if (!readOnly) fs.mkdirSync(dir, { recursive: true });
+    if (!readOnly) ensurePrivateDir(dir);
     else if (!fs.existsSync(path.join(dir, DB_FILE))) throw new FacestreamError('FILE_NOT_FOUND', `${dir} is not a gallery (no ${DB_FILE})`, { dir });
     const lock = readOnly ? undefined : DirectoryLock.acquire(dir);
     let store: GalleryStore | undefined;
@@ -118,7 +120,7 @@ export class Gallery extends EventEmitter {
       Gallery.checkModel(store, dir, opts, readOnly);
       const indexOpts = { dir, dimension: opts.dimension, config: opts.config, readOnly, logger };
       const loading = TemplateIndex.start(indexOpts, store);
-      const records = new GalleryRecords(dir, opts.modelId, opts.dimension, store);
+      const records = new GalleryRecords(dir, opts.modelId, opts.dimension, store, TemplateIds.forStore(store, readOnly));
       records.load();
       const index = await TemplateIndex.open(indexOpts, store, records, loading);
       return new Gallery(dir, opts.modelId, opts.dimension, opts.config, readOnly, store, lock, records, index, opts.defaultMinSimilarity);
@@ -164,9 +166,11 @@ export class Gallery extends EventEmitter {
     if (this.closed) throw new FacestreamError('BAD_REQUEST', `gallery ${this.dir} is closed`, { dir: this.dir });
   }
 
-  private checkVector(vector: Float32Array): void {
-    if (vector.length !== this.dimension) {
-      throw new FacestreamError('BAD_REQUEST', `embedding has ${vector.length} values; gallery ${this.dir} holds ${this.dimension}-d embeddings of "${this.modelId}"`, {
+  private checkVector(vector: Float32Array, kind: 'template' | 'query' = 'query'): void {
+    try {
+      checkEmbedding(vector, this.dimension, kind);
+    } catch (err) {
+      throw new FacestreamError('BAD_REQUEST', `${(err as Error).message} (gallery ${this.dir} holds ${this.dimension}-d unit embeddings of "${this.modelId}")`, {
         dimension: vector.length,
         expected: this.dimension,
       });
@@ -218,13 +222,13 @@ export class Gallery extends EventEmitter {
   identitySimilarity(identity: string, vector: Float32Array): { similarity: number; templateId: string } {
     const { row, sims } = this.templateSimilarities(identity, vector);
     if (sims.length === 0) throw new FacestreamError('TEMPLATE_NOT_FOUND', `identity "${row.name}" (${row.id}) has no templates`, { identityId: row.id });
-    return { similarity: identityScore(this.config, sims.map((x) => x.s)), templateId: String(sims[0].id) };
+    return { similarity: identityScore(this.config, sims.map((x) => x.s)), templateId: this.records.publicTemplateId(sims[0].id) };
   }
 
   /** The identity's template most similar to an embedding (exact), or undefined when it has none. */
   nearestTemplateOf(identity: string, vector: Float32Array): { similarity: number; templateId: string } | undefined {
     const best = this.templateSimilarities(identity, vector).sims[0];
-    return best ? { similarity: best.s, templateId: String(best.id) } : undefined;
+    return best ? { similarity: best.s, templateId: this.records.publicTemplateId(best.id) } : undefined;
   }
 
   // ---------------------------------------------------------------- identities
@@ -270,7 +274,7 @@ export class Gallery extends EventEmitter {
     this.writable();
     const { identity, labels } = this.records.removeIdentity(ref);
     for (const id of labels) this.index.remove(id);
-    for (const id of labels) this.emit('template-removed', { templateId: String(id), identityId: identity.id });
+    for (const id of labels) this.emit('template-removed', { templateId: this.records.publicTemplateId(id), identityId: identity.id });
     this.emit('identity-removed', { identity });
     this.index.afterChanges(labels.length);
     return identity;
@@ -303,7 +307,7 @@ export class Gallery extends EventEmitter {
    */
   addTemplatesBatch(entries: readonly { identity: IdentityRef; templates: readonly NewTemplate[] }[]): { identity: IdentityRecord; templates: Template[]; created: boolean }[] {
     this.writable();
-    for (const e of entries) for (const t of e.templates) this.checkVector(t.embedding);
+    for (const e of entries) for (const t of e.templates) this.checkVector(t.embedding, 'template');
     const written = this.records.addTemplatesBatch(entries);
     written.forEach((w, e) => w.labels.forEach((id, i) => this.index.add(id, entries[e].templates[i].embedding)));
     if (this.listenerCount('identity-created') + this.listenerCount('template-added') > 0) {

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { FacestreamError } from '../errors.js';
 import { normalizeIdentityName } from '../identity-name.js';
+import type { TemplateIds } from './template-ids.js';
 import { type GalleryStore, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
 
 /**
@@ -53,12 +54,6 @@ export function now(): string {
   return new Date().toISOString();
 }
 
-/** A template id as the index labels it (a positive integer), or 0 when the string is not one. */
-export function templateLabel(id: string): number {
-  const n = Number(id);
-  return Number.isInteger(n) && n > 0 && String(n) === id ? n : 0;
-}
-
 export class GalleryRecords {
   /** Template id -> identity pk (0: none). Template ids are dense, so a typed array beats a Map. */
   private owner = new Int32Array(1024);
@@ -70,7 +65,13 @@ export class GalleryRecords {
     readonly modelId: string,
     readonly dimension: number,
     private readonly store: GalleryStore,
+    private readonly templateIds: TemplateIds,
   ) {}
+
+  /** A template's public id (unguessable; see template-ids.ts) from its label. */
+  publicTemplateId(label: number): string {
+    return this.templateIds.encode(label);
+  }
 
   /** Reads the in-memory view (owners and names) from the database. */
   load(): void {
@@ -136,7 +137,7 @@ export class GalleryRecords {
 
   private templateRecord(row: TemplateRow, identityId?: string): Template {
     return {
-      id: String(row.id),
+      id: this.templateIds.encode(row.id),
       identityId: identityId ?? this.names.get(row.identity)?.id ?? this.store.identityByPk(row.identity)?.id ?? '',
       source: row.source,
       contentHash: row.content_hash,
@@ -286,7 +287,7 @@ export class GalleryRecords {
       const identity = this.identityRecord(created ? row : this.store.identityByPk(row.pk)!, created ? ids.length : undefined);
       const added = ids.map(
         (id, i): Template => ({
-          id: String(id),
+          id: this.templateIds.encode(id),
           identityId: row.id,
           source: templates[i].source,
           contentHash: templates[i].contentHash ?? null,
@@ -306,13 +307,13 @@ export class GalleryRecords {
   }
 
   getTemplate(templateId: string): Template | undefined {
-    const label = templateLabel(templateId);
+    const label = this.templateIds.decode(templateId);
     const row = label ? this.store.templateById(label) : undefined;
     return row ? this.templateRecord(row) : undefined;
   }
 
   private requireTemplateRow(templateId: string): TemplateRow {
-    const label = templateLabel(templateId);
+    const label = this.templateIds.decode(templateId);
     const row = label ? this.store.templateById(label) : undefined;
     if (!row) throw new FacestreamError('TEMPLATE_NOT_FOUND', `no template "${templateId}" in gallery ${this.dir}`, { templateId });
     return row;

@@ -14,6 +14,8 @@ export interface IdentityMatch {
 export interface TemplateOwners {
   ownerOf(templateId: number): number;
   identityOf(pk: number): { id: string; name: string } | undefined;
+  /** The public id of a template label. */
+  publicTemplateId(label: number): string;
 }
 
 type Aggregation = Pick<GalleryConfig, 'aggregation' | 'aggregateTemplates'>;
@@ -44,7 +46,7 @@ export function aggregateByIdentity(hits: readonly ScoredTemplate[], k: number, 
   for (const [pk, { best, sims }] of per) {
     const identity = owners.identityOf(pk);
     if (!identity) continue;
-    out.push({ identityId: identity.id, name: identity.name, similarity: identityScore(config, sims), templateId: String(best.templateId) });
+    out.push({ identityId: identity.id, name: identity.name, similarity: identityScore(config, sims), templateId: owners.publicTemplateId(best.templateId) });
   }
   out.sort((a, b) => b.similarity - a.similarity);
   return out.slice(0, k);
