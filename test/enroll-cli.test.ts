@@ -161,11 +161,14 @@ describe('facestream enroll / enroll-dir / identify / verify / gallery', () => {
     const check = await runCli(['gallery', 'check', '--gallery', gallery], { cwd: tmp });
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/2 identities, 6 templates.*\nok\n/);
-    // A damaged index file: check (read-only) still passes on the in-memory rebuild, --repair saves a good one.
+    // A damaged index file: check (read-only) reports it (exit 1) although it rebuilt the index in memory; --repair saves a good one.
     const indexFile = fs.readdirSync(gallery).find((f) => f.endsWith('.hnsw'))!;
     fs.writeFileSync(path.join(gallery, indexFile), 'garbage');
-    const damaged = await json<{ ok: boolean; loaded: { source: string; reason: string } }>(['gallery', 'check', '--gallery', gallery, '--json']);
-    expect(damaged.ok).toBe(true);
+    const damagedRun = await runCli(['gallery', 'check', '--gallery', gallery, '--json'], { cwd: tmp });
+    expect(damagedRun.code).toBe(1);
+    const damaged = JSON.parse(damagedRun.stdout) as { ok: boolean; problems: string[]; loaded: { source: string; reason: string } };
+    expect(damaged.ok).toBe(false);
+    expect(damaged.problems[0]).toMatch(/bytes.*check --repair/);
     expect(damaged.loaded).toMatchObject({ source: 'rebuilt', reason: expect.stringMatching(/bytes/) });
     await json(['gallery', 'check', '--repair', '--gallery', gallery, '--json']);
     expect((await json<{ loaded: { source: string } }>(['gallery', 'check', '--gallery', gallery, '--json'])).loaded.source).toBe('loaded');

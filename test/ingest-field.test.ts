@@ -42,6 +42,12 @@ describe('timeouts follow the camera, backoff grows across short-lived connectio
     const fast = new FrameCadence();
     for (let i = 0; i < 20; i++) fast.frame(i * 40 + (i === 10 ? 900 : 0), i > 0);
     expect(fast.timeoutMs(5000)).toBe(5000);
+    // A fast camera that dropped once (the connection ended 5 s after its last frame) is back to 5 s as soon as frames flow again.
+    fast.endedWaiting(5_000);
+    expect(fast.timeoutMs(5000)).toBe(15_000);
+    fast.frame(100_000, false);
+    fast.frame(100_040, true);
+    expect(fast.timeoutMs(5000)).toBe(5000);
   });
 
   it('attemptsAfterConnection: connections of one frame count as failures, so the backoff grows; a stable one resets it', () => {

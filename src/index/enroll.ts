@@ -13,7 +13,6 @@ import { canonicalCrop } from './crop.js';
 import type { Gallery, IdentityRecord, IdentityRef, NewTemplate, Template } from './gallery.js';
 import { faceSharpness } from './quality.js';
 
-
 export interface EnrollPicture {
   /** File name or label, used in reports and stored as the template's source. */
   name: string;

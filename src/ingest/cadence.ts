@@ -18,8 +18,11 @@ export class FrameCadence {
   /** A frame arrived at `atMs`; `sameConnection` is false for a connection's first frame (a reconnect's gap is no interval). */
   frame(atMs: number, sameConnection: boolean): void {
     if (sameConnection && this.last !== undefined && atMs >= this.last) {
-      this.intervals.push(atMs - this.last);
+      const interval = atMs - this.last;
+      this.intervals.push(interval);
       if (this.intervals.length > this.keep) this.intervals.shift();
+      // Frames closer than the wait that ended a connection: that wait was an outage, not the cadence.
+      if (interval < this.atLeastMs) this.atLeastMs = 0;
     }
     this.last = atMs;
   }
