@@ -12,10 +12,10 @@ const PEAK_RSS_PRELOAD = path.join(REPO, 'test', 'helpers', 'report-peak-rss.cjs
 
 /**
  * Peak memory of `facestream detect` on 1080p frames (issue 8). Before runtime.maxRunBatch and
- * memoryPattern off it peaked at 660-685 MB on these 20 frames (PyTorch reference: ~450 MB); now
- * ~460 MB. The bound leaves room for another machine's allocator and thread count.
+ * memoryPattern off it peaked at 652-659 MiB on these 20 frames (PyTorch reference: ~450 MB); now
+ * 448-460 MiB. The bound leaves room for another machine's allocator and thread count.
  */
-const PEAK_RSS_BOUND_MB = 600;
+const PEAK_RSS_BOUND_MIB = 600;
 
 describe('memory of detection', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-memory-'));
@@ -30,7 +30,7 @@ describe('memory of detection', () => {
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it(`a whole \`facestream detect\` of 20 1080p frames peaks under ${PEAK_RSS_BOUND_MB} MB`, async () => {
+  it(`a whole \`facestream detect\` of 20 1080p frames peaks under ${PEAK_RSS_BOUND_MIB} MiB`, async () => {
     const r = await runCli(['detect', ...frames], { env: { NODE_OPTIONS: `--require ${PEAK_RSS_PRELOAD}` } });
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(r.stdout) as { file: string; faces: unknown[] }[];
@@ -39,9 +39,9 @@ describe('memory of detection', () => {
     for (const entry of results) expect(entry.faces.length, entry.file).toBeGreaterThanOrEqual(2);
     const kib = Number(/peak-rss-kib=(\d+)\s*$/.exec(r.stderr)?.[1]);
     expect(kib, r.stderr).toBeGreaterThan(50 * 1024);
-    const mb = kib / 1024;
-    console.log(`facestream detect, 20 x 1080p: peak RSS ${mb.toFixed(0)} MB`);
-    expect(mb).toBeLessThan(PEAK_RSS_BOUND_MB);
+    const mib = kib / 1024;
+    console.log(`facestream detect, 20 x 1080p: peak RSS ${mib.toFixed(0)} MiB`);
+    expect(mib).toBeLessThan(PEAK_RSS_BOUND_MIB);
   });
 
   // Same model, same batch: run whole and in parts of runtime.maxRunBatch, on the inference
