@@ -6,7 +6,7 @@ import type { OutputTensor } from './inference-thread.js';
  * CPU arena belongs to one session and keeps the largest working set that session ever ran for
  * the life of the process: one R-Net batch of ~800 candidates of a 1080p crowd frame held ~130 MB,
  * an O-Net batch of 150 ~100 MB, in addition to P-Net's. Runs of 64 hold ~10-40 MB and are no
- * slower (smaller working sets stay in cache); measured in the README's "Memory" figures.
+ * slower (smaller working sets stay in cache); figures in the README's Benchmarks section.
  */
 export const CPU_MAX_RUN_BATCH = 64;
 
