@@ -281,7 +281,7 @@ describe('REST API (real models, gallery, ffmpeg)', () => {
 
     const identified = await inject({ method: 'POST', url: '/api/v1/identify?k=2&minFaceSize=80', headers: server.auth, payload: { image: b64(scene) } });
     expect(identified.statusCode).toBe(200);
-    const names = largest(identified.json().faces as { box: number[]; match: { name: string } | null }[], 2).map((f) => f.match?.name).sort();
+    const names = largest(identified.json().faces as { box: number[]; identity: { name: string } | null }[], 2).map((f) => f.identity?.name).sort();
     expect(names).toEqual(['Barack Obama', 'Joseph Biden']);
     expect(identified.body).not.toMatch(/embedding/i);
 
