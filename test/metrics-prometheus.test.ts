@@ -149,6 +149,10 @@ describe('Prometheus metrics and the Grafana dashboard (real Prometheus scraping
     };
     const kinds = await query('facestream_detection_runs_total{stream="hamilton"}');
     expect(kinds.map((r) => r.metric.kind).sort()).toEqual(['full', 'motion', 'refine']);
+    // The pipeline reports its runs: at least the first keyframe's full run, and some share of the picture searched.
+    expect(Number(kinds.find((r) => r.metric.kind === 'full')!.value[1])).toBeGreaterThanOrEqual(1);
+    const [share] = await query('sum(rate(facestream_detection_searched_frames_total{stream="hamilton"}[15s])) / sum(rate(facestream_frames_processed_total{stream="hamilton"}[15s]))');
+    expect(Number(share.value[1])).toBeGreaterThan(0);
     // A running stream keeps the process busy, within the cores it has.
     const [busy] = await query('facestream_cores_busy');
     expect(Number(busy.value[1])).toBeGreaterThan(0.05);

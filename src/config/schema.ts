@@ -36,8 +36,21 @@ export const runtimeSchema = z
      * WebSocket traffic, and the JavaScript work of other frames, which now overlaps with inference.
      */
     inferenceThread: z.boolean().default(true),
-    /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */
-    memoryPattern: z.boolean().default(true),
+    /**
+     * onnxruntime's memory pattern: plan one block per input shape and reuse it. Off by default:
+     * MTCNN runs a new shape per pyramid level and per candidate count, each plan takes its own
+     * block out of the session's arena, which never gives memory back (a `facestream detect` of 20
+     * 1080p frames peaked ~100 MB higher with it), and it saved no measurable CPU time.
+     */
+    memoryPattern: z.boolean().default(false),
+    /**
+     * Most items (faces, candidates, frames) per onnxruntime run; a larger batch runs in parts of
+     * this size, transparently. Empty: 64 on the CPU provider, where onnxruntime's per-session
+     * memory arena keeps the largest run's working set for good (one 800-candidate R-Net batch of a
+     * 1080p crowd frame: ~130 MB; parts of 64 are no slower), and no limit on CUDA, where large
+     * batches are what a GPU needs.
+     */
+    maxRunBatch: z.int().min(1).max(1_000_000).optional(),
     /**
      * On the CPU provider, load PReLU models (MTCNN, the ArcFace MobileFaceNet) through an exact
      * algebraic rewrite that onnxruntime runs 1.5-3x faster (src/models/graph/prelu.ts); outputs

@@ -433,7 +433,7 @@ export class Pipeline {
       const track = tracks[faceIndex];
       let info = slot.trackInfo.get(track.id);
       if (!info || !gallery) return;
-      if (info.lastEmbedding && cosineSimilarity(info.lastEmbedding, vectors[k]) < this.config.tracking.switchSimilarity) {
+      if (info.lastEmbedding && cosineSimilarity(info.lastEmbedding, vectors[k]) < (this.config.tracking.switchSimilarity ?? this.analyzer.embedder.defaultSwitchSimilarity)) {
         const old = slot.tracker.renew(track);
         slot.trackInfo.delete(old);
         slot.appearances.end(old, frame.capturedAt);

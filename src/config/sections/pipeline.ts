@@ -70,9 +70,11 @@ export const pipelineSchema = z
         /**
          * When a track's new embedding is less similar than this to its previous one, a different
          * person has taken its place (scene cut, people crossing): the track gets a new id and a
-         * fresh vote. Same-person video frames score well above 0.5 with arcface-mbf-112.
+         * fresh vote. Empty: the embedding model's manifest `threshold.switchSimilarity` (cosine
+         * scales differ by model: 0.3 for arcface-mbf-112, whose same-person video frames score well
+         * above 0.5; 0.89 for faceapi-resnet34-150, where different people still score 0.78-0.89).
          */
-        switchSimilarity: z.number().min(-1).max(1).default(0.3),
+        switchSimilarity: z.number().min(-1).max(1).optional(),
       })
       .prefault({}),
   })
