@@ -28,14 +28,15 @@ export interface EnrollOptions {
 
 export type PictureResult =
   | { picture: string; status: 'added'; template: Template; face: { box: Box; score: number; size: number; sharpness?: number } }
-  | { picture: string; status: 'rejected'; code: ErrorCode; reason: string };
+  | { picture: string; status: 'rejected'; code: ErrorCode; reason: string; duplicateOf?: string };
 
 export interface EnrollReport {
   /** The identity after the call; null when nothing was added to an identity that did not exist. */
   identity: IdentityRecord | null;
   created: boolean;
   added: Template[];
-  rejected: { picture: string; code: ErrorCode; reason: string }[];
+  /** `duplicateOf`: for DUPLICATE_TEMPLATE, the enrolled template the picture repeats, when it is one. */
+  rejected: { picture: string; code: ErrorCode; reason: string; duplicateOf?: string }[];
   /** One entry per picture, in input order. */
   results: PictureResult[];
   timings: EnrollTimings;
@@ -157,7 +158,7 @@ export class Enroller {
     embeddings: readonly Float32Array[],
     earlier: readonly { index: number; template: NewTemplate }[],
     pictures: readonly EnrollPicture[],
-    reject: (i: number, code: ErrorCode, reason: string) => void,
+    reject: (i: number, code: ErrorCode, reason: string, duplicateOf?: string) => void,
   ): number[] {
     const threshold = this.config.enrollment.duplicateSimilarity;
     if (threshold > 1) return accepted.map((_, k) => k);
@@ -165,17 +166,18 @@ export class Enroller {
     const kept: number[] = [];
     const seen = earlier.map((t) => ({ v: t.template.embedding, what: t.template.source }));
     accepted.forEach((a, k) => {
-      let best = { similarity: -1, what: '' };
+      let best: { similarity: number; what: string; templateId?: string } = { similarity: -1, what: '' };
       if (exists) {
         const s = this.gallery.nearestTemplateOf(ref, embeddings[k]);
-        if (s) best = { similarity: s.similarity, what: `template ${s.templateId}` };
+        if (s) best = { similarity: s.similarity, what: `template ${s.templateId}`, templateId: s.templateId };
       }
       for (const o of seen) {
         const sim = cosineSimilarity(o.v, embeddings[k]);
         if (sim > best.similarity) best = { similarity: sim, what: o.what };
       }
       if (best.similarity >= threshold) {
-        reject(a.index, 'DUPLICATE_TEMPLATE', `${pictures[a.index].name}: the same face as ${best.what} already enrolled for ${ref} (similarity ${best.similarity.toFixed(3)}, duplicates at ${threshold}: enrollment.duplicateSimilarity)`);
+        const reason = `${pictures[a.index].name}: the same face as ${best.what} already enrolled for ${ref} (similarity ${best.similarity.toFixed(3)}, duplicates at ${threshold}: enrollment.duplicateSimilarity)`;
+        reject(a.index, 'DUPLICATE_TEMPLATE', reason, best.templateId);
         return;
       }
       seen.push({ v: embeddings[k], what: pictures[a.index].name });
@@ -191,7 +193,8 @@ export class Enroller {
     const ref = identity.id ?? identity.name!;
     const known = this.gallery.pictureHashes(ref);
     const results: (PictureResult | undefined)[] = new Array(pictures.length);
-    const reject = (i: number, code: ErrorCode, reason: string) => (results[i] = { picture: pictures[i].name, status: 'rejected', code, reason });
+    const reject = (i: number, code: ErrorCode, reason: string, duplicateOf?: string) =>
+      (results[i] = { picture: pictures[i].name, status: 'rejected', code, reason, ...(duplicateOf ? { duplicateOf } : {}) });
     const templates: { index: number; template: NewTemplate; face: Accepted }[] = [];
     const batch = this.config.enrollment.batch;
     for (let start = 0; start < pictures.length; start += batch) {
@@ -215,7 +218,8 @@ export class Enroller {
         }
         const pixels = pictureHash(image);
         if (known.has(pixels)) {
-          reject(p.index, 'DUPLICATE_TEMPLATE', `${p.name}: the same picture (identical pixels) is already enrolled for ${ref}`);
+          const enrolled = this.gallery.getIdentity(ref) ? this.gallery.listTemplates(ref).find((t) => t.contentHash === pixels)?.id : undefined;
+          reject(p.index, 'DUPLICATE_TEMPLATE', `${p.name}: the same picture (identical pixels) is already enrolled for ${ref}`, enrolled);
           continue;
         }
         known.add(pixels);
@@ -278,7 +282,7 @@ export class Enroller {
       identity: identityRecord,
       created,
       added: all.flatMap((r) => (r.status === 'added' ? [r.template] : [])),
-      rejected: all.flatMap((r) => (r.status === 'rejected' ? [{ picture: r.picture, code: r.code, reason: r.reason }] : [])),
+      rejected: all.flatMap((r) => (r.status === 'rejected' ? [{ picture: r.picture, code: r.code, reason: r.reason, ...(r.duplicateOf ? { duplicateOf: r.duplicateOf } : {}) }] : [])),
       results: all,
       timings,
     };

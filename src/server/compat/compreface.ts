@@ -163,7 +163,10 @@ export function comprefaceRoutes(ctx: ServerContext) {
         const r = report.rejected[0];
         // The same picture again: CompreFace would store a second copy; the stored one stands for it.
         const hash = contentHash(file.data);
-        const same = r.code === 'DUPLICATE_TEMPLATE' && report.identity ? gallery().listTemplates(report.identity.id).find((t) => t.contentHash === hash) : undefined;
+        const same =
+          r.code === 'DUPLICATE_TEMPLATE' && report.identity
+            ? ((r.duplicateOf ? gallery().getTemplate(r.duplicateOf) : undefined) ?? gallery().listTemplates(report.identity.id).find((t) => t.contentHash === hash))
+            : undefined;
         if (same) return { image_id: same.id, subject: report.identity!.name };
         throw new FacestreamError(r.code, r.code === 'NO_FACE' ? NO_FACE_MESSAGE : r.reason, { subject });
       }
