@@ -9,6 +9,9 @@ import { clientGoneSignal } from '../picture-gate.js';
 import { readUploads, type UploadedPicture } from '../uploads.js';
 import { rateLimitOf } from './streams.js';
 
+/** P-Net's window: the smallest face MTCNN finds without enlarging the picture. */
+const MIN_DETECTABLE_FACE = 12;
+
 const faceBase = {
   box: boxSchema,
   score: { type: 'number' },
@@ -56,10 +59,13 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return ctx.pictureGate.run(clientGoneSignal(reply), async () => work(await decode(pictures[0])));
   };
 
-  /** The smallest face asked for, in decoded pixels (pictures larger than limits.maxDecodeSide are shrunk). */
+  /**
+   * The smallest face asked for, in decoded pixels (pictures larger than limits.maxDecodeSide are
+   * shrunk), never below the 12 px of P-Net's window: smaller would enlarge the picture again.
+   */
   const minFace = (req: FastifyRequest, img: DecodedImage) => {
     const asked = (req.query as { minFaceSize?: number }).minFaceSize;
-    return asked === undefined ? undefined : Math.max(1, asked / img.scale);
+    return asked === undefined ? undefined : Math.max(MIN_DETECTABLE_FACE, asked / img.scale);
   };
 
   const body = (description: string) => ({ content: { 'application/json': { schema: oneImageJson }, 'multipart/form-data': { schema: multipartBody(description) } } });
