@@ -43,7 +43,7 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
       logger: createLogger('trace', sink),
       configure: (c) => {
         c.server.auth = { ...c.server.auth, openRead: true };
-        c.server.rateLimit = { max: 6, windowMs: 60_000 };
+        c.server.rateLimit = { max: 12, windowMs: 60_000 };
         c.server.cors = { origins: ['http://dashboard.example'] };
         c.server.sources = { ...c.server.sources, allowedHosts: ['127.0.0.1'] };
         c.ingest = { ...c.ingest, reconnect: { ...c.ingest.reconnect, initialDelayMs: 200, maxDelayMs: 1000 } };
@@ -221,6 +221,21 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
       if (biggest) expect(biggest.box[0]).toBeGreaterThan(2900);
     });
 
+    it('answers in the picture\'s own pixels when it was shrunk on load', async () => {
+      const file = dataFile('faces', 'barack_obama', '1.jpg');
+      const meta = await sharp(file).metadata();
+      const detect = async (data: Buffer) => (await inject({ method: 'POST', url: '/api/v1/detect', headers: server.auth, payload: { image: data.toString('base64') } })).json() as { width: number; faces: { box: number[]; landmarks: number[][] }[] };
+      const small = await detect(fs.readFileSync(file));
+      const k = 4000 / meta.width!;
+      const big = await detect(await sharp(file).resize(4000).jpeg({ quality: 92 }).toBuffer());
+      expect(big.width).toBe(4000);
+      const a = [...small.faces].sort((x, y) => area(y) - area(x))[0];
+      const b = [...big.faces].sort((x, y) => area(y) - area(x))[0];
+      const side = (a.box[2] - a.box[0]) * k;
+      for (let i = 0; i < 4; i++) expect(Math.abs(b.box[i] - a.box[i] * k)).toBeLessThan(0.1 * side);
+      expect(Math.abs(b.landmarks[0][0] - a.landmarks[0][0] * k)).toBeLessThan(0.1 * side);
+    });
+
     it('stops reading a multipart body at the first file past what the route takes', async () => {
       const boundary = 'facestreamboundary42';
       const url = new URL('/api/v1/detect', server.url);
@@ -314,9 +329,9 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
     it('rate-limits made-up keys by address, and refuses WebSocket pages from other origins', async () => {
       const detect = (key: string) => inject({ method: 'POST', url: '/api/v1/detect', headers: { authorization: `Bearer ${key}` }, payload: { image: blank.toString('base64') } });
       const statuses: number[] = [];
-      for (let i = 0; i < 8; i++) statuses.push((await detect(`made-up-key-${i}-0123456789abcdef`)).statusCode);
-      expect(statuses.slice(0, 6).every((s) => s === 200)).toBe(true);
-      expect(statuses.slice(6)).toEqual([429, 429]);
+      for (let i = 0; i < 14; i++) statuses.push((await detect(`made-up-key-${i}-0123456789abcdef`)).statusCode);
+      expect(statuses.slice(0, 12).every((s) => s === 200)).toBe(true);
+      expect(statuses.slice(12)).toEqual([429, 429]);
 
       const evil = new TestClient(`${server.wsUrl}/api/v1/live`, { headers: { ...server.auth, origin: 'https://evil.example' } });
       await expect(evil.opened()).rejects.toThrow(/403/);

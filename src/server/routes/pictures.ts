@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError } from '../../errors.js';
+import { toPicturePixels } from '../../image/budget.js';
 import { decodeImage, type DecodedImage } from '../../image/decode.js';
 import { largestFace, type AnalyzedFace } from '../../pipeline/analyzer.js';
 import { cosineSimilarity } from '../../pipeline/embed/vector.js';
@@ -79,7 +80,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req, reply) =>
       onePicture(req, reply, async (img) => {
         const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req, img) });
-        return { width: img.originalWidth, height: img.originalHeight, faces: faces.map((f) => inPicture(f, img.scale)) };
+        return { width: img.originalWidth, height: img.originalHeight, faces: faces.map((f) => toPicturePixels(f, img.scale)) };
       }),
   );
 
@@ -95,7 +96,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return {
           width: img.originalWidth,
           height: img.originalHeight,
-          faces: faces.map((f) => inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null }, img.scale)),
+          faces: faces.map((f) => toPicturePixels({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null }, img.scale)),
         };
       }),
   );
@@ -119,7 +120,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         const started = performance.now();
         const out = faces.map((f) => {
           const { match, candidates } = ctx.gallery.identify(f.embedding!, k);
-          return inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, match, candidates }, img.scale);
+          return toPicturePixels({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, match, candidates }, img.scale);
         });
         if (faces.length) metrics.observeStage('match', performance.now() - started);
         return { width: img.originalWidth, height: img.originalHeight, faces: out };
@@ -176,7 +177,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return face;
       });
       const minSimilarity = ctx.gallery.minSimilarity;
-      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: inPicture(f, images[i].scale).box, score: f.score }));
+      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: toPicturePixels(f, images[i].scale).box, score: f.score }));
       if (identityId) {
         const r = ctx.gallery.identitySimilarity(identityId, chosen[0].embedding!);
         return { similarity: r.similarity, match: r.similarity >= minSimilarity, minSimilarity, faces, identityId: ctx.gallery.requireIdentity(identityId).id, templateId: r.templateId };
@@ -187,8 +188,5 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 }
 
-/** A face found in a shrunk picture, in the picture's own pixels (box and landmarks times `scale`). */
-export function inPicture<F extends { box: number[]; landmarks?: number[][] }>(face: F, scale: number): F {
-  if (scale === 1) return face;
-  return { ...face, box: face.box.map((v) => v * scale), ...(face.landmarks ? { landmarks: face.landmarks.map((p) => p.map((v) => v * scale)) } : {}) };
-}
+/** A face found in a shrunk picture, in the picture's own pixels (the compat routes answer with it too). */
+export const inPicture = toPicturePixels;
