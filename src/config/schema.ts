@@ -158,7 +158,7 @@ export const limitsSchema = z
      * Pictures sent to the server and enrolled pictures are decoded no larger than this on their
      * longest side (shrunk while loading; coordinates in answers are the picture's own; the
      * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the
-     * memory and detection time of one picture whatever its size (a 40 MP picture: 320-800 MB
+     * memory and detection time of one picture whatever its size (a 40 MP picture: 130-800 MB
      * peak instead of 3.4-8 GB, see SECURITY.md). At 2048 a face must be about
      * 20 px x (longest side / 2048) to be found, e.g. 40 px in a 4032x3024 phone picture. 0: full size.
      */
