@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { gallerySchema } from './sections/gallery.js';
+import { historySchema } from './sections/history.js';
 import { ingestSchema } from './sections/ingest.js';
 import { pipelineSchema } from './sections/pipeline.js';
 import { serverSchema } from './sections/server.js';
@@ -114,6 +115,7 @@ export const configSchema = z.strictObject({
   ingest: ingestSchema,
   pipeline: pipelineSchema,
   server: serverSchema,
+  history: historySchema,
 });
 
 export type Config = z.infer<typeof configSchema>;
