@@ -141,6 +141,11 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     );
   }
 
+  /** Runs `fn` when the history closes (before it writes what is still open). */
+  onClose(fn: () => void): void {
+    this.unsubscribe.push(fn);
+  }
+
   /** Appearances going on now for these tracks of a stream: id and crop URL (WebSocket events). */
   openRefs(streamId: string, trackIds: readonly number[]): { id: number; trackId: number; cropUrl: string }[] {
     return trackIds.flatMap((t) => {
