@@ -44,9 +44,9 @@ export function frontality(landmarks: readonly Point[]): number {
   return Math.max(0, 1 - yaw) * Math.max(0, 1 - Math.min(1, pitch));
 }
 
-/** Geometric quality 0..1: size (saturating at 160 px) x detection score x frontality. */
+/** Geometric quality 0..1: size (saturating at 160 px) x detection score x frontality (a profile still counts a tenth: it may be all a track has). */
 export function geometricQuality(face: FaceSighting): number {
-  return (Math.min(shorterSide(face.box), SIZE_SATURATION) / SIZE_SATURATION) * face.score * frontality(face.landmarks);
+  return (Math.min(shorterSide(face.box), SIZE_SATURATION) / SIZE_SATURATION) * face.score * (0.1 + 0.9 * frontality(face.landmarks));
 }
 
 /** The sharpness factor 0..1 applied to the geometric quality once pixels are looked at. */

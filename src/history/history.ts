@@ -118,6 +118,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       const clusters = UnknownClusters.fromRows(store.clusters(), opts.dimension, opts.config.clustering.threshold);
       const history = new AppearanceHistory(opts.config, store, files, index, clusters, opts);
       if (!opts.config.unknown.enabled) await history.forgetUnknown();
+      await history.enforceRetention();
       history.refreshGauges();
       history.timers.push(setInterval(() => void history.enforceRetention(), opts.config.retentionIntervalSeconds * 1000));
       history.timers.push(setInterval(() => history.recorder.sweep(), Math.min(1000, opts.config.endAfterMs / 2)));
@@ -173,7 +174,12 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     }
     this.queue.push(a);
     this.opts.metrics.queue.set(this.queue.length);
-    this.writing ??= this.drain();
+    if (!this.writing) {
+      const run = this.drain().finally(() => {
+        if (this.writing === run) this.writing = undefined;
+      });
+      this.writing = run;
+    }
   }
 
   private flushing = false;
@@ -194,7 +200,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
         }
       }
     } finally {
-      this.writing = undefined;
+      this.opts.metrics.queue.set(this.queue.length);
     }
   }
 
@@ -300,45 +306,48 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     this.opts.metrics.clusters.set(this.clusters.size);
   }
 
-  /** Resolves when every appearance queued so far is written (tests, shutdown). */
+  /** Resolves when every appearance queued so far is written, and the retention run they started is over (tests, shutdown). */
   async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    while (this.writing || this.retentionRunning) await (this.writing ?? this.retentionRunning);
   }
 
   // ------------------------------------------------------------------ retention and deletion
 
   /** Deletes what retention says is due: by age, then the oldest while over the size limit, per kind. */
   enforceRetention(now = Date.now()): Promise<void> {
-    this.retentionRunning ??= (async () => {
-      try {
-        for (const known of [true, false]) {
-          const rule = known ? this.config.known : this.config.unknown;
-          if (rule.days > 0) {
-            const cutoff = now - rule.days * 86_400_000;
-            for (let rows = this.store.oldest(known, cutoff, 500); rows.length; rows = this.store.oldest(known, cutoff, 500)) await this.deleteRows(rows, 'age');
-          }
-          if (rule.maxBytes > 0) {
-            let over = this.store.usage()[known ? 'known' : 'unknown'].bytes - rule.maxBytes;
-            while (over > 0) {
-              const rows = this.store.oldest(known, Number.MAX_SAFE_INTEGER, 200);
-              if (rows.length === 0) break;
-              const take: AppearanceRow[] = [];
-              for (const r of rows) {
-                if (over <= 0) break;
-                take.push(r);
-                over -= r.bytes;
-              }
-              await this.deleteRows(take, 'size');
-            }
-          }
-        }
-      } catch (err) {
-        this.opts.logger.warn({ err: (err as Error).message }, 'history: retention failed');
-      } finally {
-        this.retentionRunning = undefined;
+    if (this.retentionRunning) return this.retentionRunning;
+    // Cleared in a .finally, which always runs after this assignment (a run with nothing to do may finish at once).
+    const run = this.retain(now)
+      .catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'history: retention failed'))
+      .finally(() => {
+        if (this.retentionRunning === run) this.retentionRunning = undefined;
+      });
+    this.retentionRunning = run;
+    return run;
+  }
+
+  private async retain(now: number): Promise<void> {
+    for (const known of [true, false]) {
+      const rule = known ? this.config.known : this.config.unknown;
+      if (rule.days > 0) {
+        const cutoff = now - rule.days * 86_400_000;
+        for (let rows = this.store.oldest(known, cutoff, 500); rows.length; rows = this.store.oldest(known, cutoff, 500)) await this.deleteRows(rows, 'age');
       }
-    })();
-    return this.retentionRunning;
+      if (rule.maxBytes > 0) {
+        let over = this.store.usage()[known ? 'known' : 'unknown'].bytes - rule.maxBytes;
+        while (over > 0) {
+          const rows = this.store.oldest(known, Number.MAX_SAFE_INTEGER, 200);
+          if (rows.length === 0) break;
+          const take: AppearanceRow[] = [];
+          for (const r of rows) {
+            if (over <= 0) break;
+            take.push(r);
+            over -= r.bytes;
+          }
+          await this.deleteRows(take, 'size');
+        }
+      }
+    }
   }
 
   /** Deletes rows, their pictures, their search entries and their share of their clusters. */
