@@ -27,6 +27,9 @@ const tiles = new Map();
 // ---------------------------------------------------------------- key and REST
 
 function takeKeyFromHash() {
+  // #stream=ID (the history page's "open the stream") selects that stream.
+  const s = /(?:^#|&)stream=([^&]+)/.exec(location.hash);
+  if (s) state.selected = decodeURIComponent(s[1]);
   const m = /(?:^#|&)key=([^&]+)/.exec(location.hash);
   if (!m) return;
   localStorage.setItem(KEY_STORAGE, decodeURIComponent(m[1]));
