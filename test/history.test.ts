@@ -221,6 +221,7 @@ describe('appearance history through the server', () => {
     expect((await get('/api/v1/appearances?streamId=hamilton&known=false&limit=500')).appearances).toEqual([]);
     expect((await get('/api/v1/appearances?streamId=hamilton2&limit=500')).appearances.length).toBe(run2.length);
     expect(history.store.usage().known.rows).toBe(known);
+    expect(history.usage()).toEqual(history.store.usage());
     const db = new Database(path.join(historyDir(), 'history.db'), { readonly: true });
     expect(pictureFiles()).toEqual(rowFiles(db));
     db.close();
@@ -263,6 +264,8 @@ describe('appearance history through the server', () => {
     expect(pictureFiles()).toEqual(rowFiles(db2));
     db2.close();
     expect(server.ctx.history!.store.usage().known.bytes).toBeLessThanOrEqual(limit);
+    // The running totals the size limit uses agree with the database.
+    expect(server.ctx.history!.usage()).toEqual(server.ctx.history!.store.usage());
   }, 120_000);
 
   it('removing an identity removes its history (the right to be forgotten)', async () => {

@@ -50,6 +50,8 @@ export interface ClusterInfo {
   samples: { id: number; cropUrl: string }[];
 }
 
+export type Usage = { known: { rows: number; bytes: number }; unknown: { rows: number; bytes: number } };
+
 export type DeleteReason = 'age' | 'size' | 'request' | 'identity-removed' | 'privacy';
 
 interface HistoryEvents {
@@ -90,6 +92,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   private closed = false;
   /** Counters for tests and the benchmark. */
   readonly counts = { stored: 0, dropped: 0, skipped: 0 };
+  /** Rows and bytes per kind, read once at open and kept up to date (a GROUP BY per write would scan the table). */
+  private readonly used: Usage;
 
   private constructor(
     readonly config: HistoryConfig,
@@ -100,6 +104,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     private readonly opts: HistoryOpenOptions,
   ) {
     super();
+    this.used = store.usage();
     this.recorder = new AppearanceRecorder(
       { candidates: config.candidates, endAfterFrames: opts.endAfterFrames ?? config.endAfterFrames ?? 26, endAfterMs: config.endAfterMs },
       store.maxAppearanceId() + 1,
@@ -153,6 +158,11 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       const a = this.recorder.byTrack(streamId, t);
       return a ? [{ id: a.id, trackId: t, cropUrl: `${URL_BASE}/${a.id}/crop` }] : [];
     });
+  }
+
+  /** Stored rows and bytes per kind. */
+  usage(): Usage {
+    return { known: { ...this.used.known }, unknown: { ...this.used.unknown } };
   }
 
   get queueDepth(): number {
@@ -283,6 +293,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     });
     if (embedding) this.index.add(a.id, embedding);
     const kind = a.identity ? 'known' : 'unknown';
+    this.used[kind].rows++;
+    this.used[kind].bytes += row.bytes;
     this.counts.stored++;
     this.opts.metrics.stored.inc({ kind });
     this.refreshGauges();
@@ -290,7 +302,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     if (stored) this.emit('stored', stored);
     if (clusterEvent) this.emit('cluster', clusterEvent);
     const limit = this.config[kind].maxBytes;
-    if (limit > 0 && this.store.usage()[kind].bytes > limit) void this.enforceRetention();
+    if (limit > 0 && this.used[kind].bytes > limit) void this.enforceRetention();
   }
 
   private persistCluster(c: ClusterState): void {
@@ -298,7 +310,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   }
 
   private refreshGauges(): void {
-    const u = this.store.usage();
+    const u = this.used;
     for (const k of ['known', 'unknown'] as const) {
       this.opts.metrics.rows.set({ kind: k }, u[k].rows);
       this.opts.metrics.bytes.set({ kind: k }, u[k].bytes);
@@ -334,7 +346,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
         for (let rows = this.store.oldest(known, cutoff, 500); rows.length; rows = this.store.oldest(known, cutoff, 500)) await this.deleteRows(rows, 'age');
       }
       if (rule.maxBytes > 0) {
-        let over = this.store.usage()[known ? 'known' : 'unknown'].bytes - rule.maxBytes;
+        let over = this.used[known ? 'known' : 'unknown'].bytes - rule.maxBytes;
         while (over > 0) {
           const rows = this.store.oldest(known, Number.MAX_SAFE_INTEGER, 200);
           if (rows.length === 0) break;
@@ -363,7 +375,12 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       }
       return out;
     });
-    for (const r of deleted) if (r.has_embedding) this.index.remove(r.id);
+    for (const r of deleted) {
+      if (r.has_embedding) this.index.remove(r.id);
+      const u = this.used[r.known ? 'known' : 'unknown'];
+      u.rows--;
+      u.bytes -= r.bytes;
+    }
     await this.files.remove(deleted.flatMap((r) => [r.crop_file, r.snapshot_file]));
     const ids = deleted.map((r) => r.id);
     this.opts.metrics.deleted.inc({ reason }, ids.length);
@@ -521,6 +538,11 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   /** After a cluster was enrolled as `identity`: its appearances become that identity's, and the cluster goes. */
   assignCluster(id: number, identity: { id: string; name: string }): number {
     const ids = this.clusterMemberIds(id);
+    const bytes = this.store.getMany(ids).reduce((n, r) => n + r.bytes, 0);
+    this.used.unknown.rows -= ids.length;
+    this.used.unknown.bytes -= bytes;
+    this.used.known.rows += ids.length;
+    this.used.known.bytes += bytes;
     this.store.transaction(() => {
       this.store.relabel(ids, identity);
       this.store.deleteCluster(id);

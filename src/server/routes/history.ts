@@ -108,7 +108,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ServerContext, history:
     async () => {
       const c = history.config;
       return {
-        usage: history.store.usage(),
+        usage: history.usage(),
         clusters: history.clusters.size,
         searchIndex: history.searchIndexSize,
         queue: history.queueDepth,
