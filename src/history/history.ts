@@ -400,7 +400,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   /** Deletes every appearance matching a filter (an identity's: the right to be forgotten). Returns how many. */
   async deleteWhere(filter: AppearanceFilter, reason: DeleteReason = 'request'): Promise<number> {
     let n = 0;
-    for (let ids = this.store.ids(filter).slice(0, 1000); ids.length; ids = this.store.ids(filter).slice(0, 1000)) n += (await this.deleteRows(this.store.getMany(ids), reason)).length;
+    for (let ids = this.store.ids(filter, 1000); ids.length; ids = this.store.ids(filter, 1000)) n += (await this.deleteRows(this.store.getMany(ids), reason)).length;
     return n;
   }
 

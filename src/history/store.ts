@@ -276,9 +276,10 @@ export class HistoryStore {
     });
   }
 
-  ids(f: AppearanceFilter): number[] {
+  /** Ids matching a filter, oldest first, at most `limit`. */
+  ids(f: AppearanceFilter, limit = Number.MAX_SAFE_INTEGER): number[] {
     const { sql, args } = this.where(f);
-    return (this.db.prepare(`SELECT id FROM appearances ${sql}`).pluck().all(...args) as number[]);
+    return this.db.prepare(`SELECT id FROM appearances ${sql} ORDER BY id LIMIT ?`).pluck().all(...args, limit) as number[];
   }
 
   /** Every embedding with id above `afterId`, in id order, in pages (index rebuilds and replays). */
