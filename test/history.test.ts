@@ -138,6 +138,16 @@ describe('appearance history through the server', () => {
     const again = (await get('/api/v1/appearances?streamId=hamilton2&known=true&limit=500')).appearances as Appearance[];
     expect(again.some((a) => a.identity?.id === body.identity.id)).toBe(true);
     expect((await get(`/api/v1/identities/${body.identity.id}/appearances`)).appearances.length).toBeGreaterThan(cluster.size);
+    // The live "appeared" / "left" events of the named person carry the ids of the appearances they belong to.
+    const events = ws.of('appearance').filter((m) => m.streamId === 'hamilton2') as unknown as { event: string; appearances: { id: number; cropUrl: string }[] }[];
+    expect(events.some((e) => e.event === 'appeared')).toBe(true);
+    for (const e of events) {
+      expect(e.appearances.length, e.event).toBeGreaterThan(0);
+      for (const ref of e.appearances) {
+        expect(ref.cropUrl).toBe(`/api/v1/appearances/${ref.id}/crop`);
+        expect((await server.app.inject({ url: ref.cropUrl, headers: server.readAuth })).statusCode).toBe(200);
+      }
+    }
   }, 120_000);
 
   it('filters by known/unknown, stream, time range and pages newest first by cursor', async () => {

@@ -76,6 +76,8 @@ export interface HistoryOpenOptions {
 }
 
 const URL_BASE = '/api/v1/appearances';
+/** Ended appearances remembered for events that name a track after it ended. */
+const RECENTLY_ENDED = 1024;
 
 /**
  * The appearance history and face library: records every track of every stream as an appearance
@@ -92,6 +94,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   private closed = false;
   /** Counters for tests and the benchmark. */
   readonly counts = { stored: 0, dropped: 0, skipped: 0 };
+  /** Stream and track -> appearance id of the last appearances that ended (insertion order: oldest first). */
+  private readonly recentlyEnded = new Map<string, number>();
   /** Rows and bytes per kind, read once at open and kept up to date (a GROUP BY per write would scan the table). */
   private readonly used: Usage;
 
@@ -152,11 +156,14 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     this.unsubscribe.push(fn);
   }
 
-  /** Appearances going on now for these tracks of a stream: id and crop URL (WebSocket events). */
+  /**
+   * The appearances of these tracks of a stream, going on now or ended recently (a "left" event
+   * comes after its track ended): id and crop URL, for WebSocket and MQTT events.
+   */
   openRefs(streamId: string, trackIds: readonly number[]): { id: number; trackId: number; cropUrl: string }[] {
     return trackIds.flatMap((t) => {
-      const a = this.recorder.byTrack(streamId, t);
-      return a ? [{ id: a.id, trackId: t, cropUrl: `${URL_BASE}/${a.id}/crop` }] : [];
+      const id = this.recorder.byTrack(streamId, t)?.id ?? this.recentlyEnded.get(`${streamId}\0${t}`);
+      return id === undefined ? [] : [{ id, trackId: t, cropUrl: `${URL_BASE}/${id}/crop` }];
     });
   }
 
@@ -183,6 +190,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       return;
     }
     this.queue.push(a);
+    this.recentlyEnded.set(`${a.streamId}\0${a.trackId}`, a.id);
+    if (this.recentlyEnded.size > RECENTLY_ENDED) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
     this.opts.metrics.queue.set(this.queue.length);
     if (!this.writing) {
       const run = this.drain().finally(() => {
