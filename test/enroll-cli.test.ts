@@ -177,19 +177,25 @@ describe('facestream enroll / enroll-dir / identify / verify / gallery', () => {
     const copy = path.join(tmp, 'copy');
     const imported = await json<{ identitiesCreated: number; templatesAdded: number; counts: { templates: number } }>(['gallery', 'import', file, '--gallery', copy, '--json']);
     expect(imported).toMatchObject({ identitiesCreated: 2, templatesAdded: 6, counts: { templates: 6 } });
-    const r = await runCli(['gallery', 'reindex', '--model', 'vggface2-resnet50-arch', '--gallery', copy], { cwd: tmp });
+    // A gallery belongs to one model; reindex converts it to the other real-weight model.
+    const r = await runCli(['gallery', 'reindex', '--model', 'faceapi-resnet34-150', '--gallery', copy], { cwd: tmp });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/re-embedded 6 templates: arcface-mbf-112 -> vggface2-resnet50-arch \(2048-d\)/);
-    expect(r.stdout).toMatch(/set embedding.model to "vggface2-resnet50-arch"/);
+    expect(r.stdout).toMatch(/re-embedded 6 templates: arcface-mbf-112 -> faceapi-resnet34-150 \(128-d\)/);
+    expect(r.stdout).toMatch(/set embedding.model to "faceapi-resnet34-150"/);
     // The configured model no longer matches the gallery: a clear error, then it works with the new model.
     const mismatch = await runCli(['identify', OBAMA(3), '--gallery', copy], { cwd: tmp });
     expect(mismatch.code).toBe(1);
-    expect(mismatch.stderr).toMatch(/built with embedding model "vggface2-resnet50-arch".*uses "arcface-mbf-112"/);
-    const ok = await json<{ model: string; faces: unknown[] }>(['identify', OBAMA(3), '--gallery', copy, '--json'], { FACESTREAM_EMBEDDING_MODEL: 'vggface2-resnet50-arch' });
-    expect(ok.model).toBe('vggface2-resnet50-arch');
+    expect(mismatch.stderr).toMatch(/built with embedding model "faceapi-resnet34-150".*uses "arcface-mbf-112"/);
+    // Configuration alone selects the model; its manifest threshold applies, and it still recognises the person.
+    const ok = await json<{ model: string; threshold: number; faces: { identity: { name: string; similarity: number } | null }[] }>(['identify', OBAMA(3), '--gallery', copy, '--json'], {
+      FACESTREAM_EMBEDDING_MODEL: 'faceapi-resnet34-150',
+    });
+    expect(ok.model).toBe('faceapi-resnet34-150');
+    expect(ok.threshold).toBe(0.915);
     expect(ok.faces).toHaveLength(1);
-    // Importing the arcface export into the vggface2 gallery re-embeds from the crops; all already present.
-    const merged = await json<{ duplicates: number; templatesAdded: number }>(['gallery', 'import', file, '--gallery', copy, '--json'], { FACESTREAM_EMBEDDING_MODEL: 'vggface2-resnet50-arch' });
+    expect(ok.faces[0].identity?.name).toBe('Barack Obama');
+    // Importing the arcface export into the faceapi gallery re-embeds from the crops; all already present.
+    const merged = await json<{ duplicates: number; templatesAdded: number }>(['gallery', 'import', file, '--gallery', copy, '--json'], { FACESTREAM_EMBEDDING_MODEL: 'faceapi-resnet34-150' });
     expect(merged).toMatchObject({ duplicates: 6, templatesAdded: 0 });
   });
 

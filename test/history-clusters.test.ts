@@ -86,7 +86,8 @@ describe('face library clustering', () => {
 
   it('keeps clusters pure and people in few clusters at the configured threshold (LFW and the shared faces)', () => {
     const threshold = historySchema.parse({}).clustering.threshold;
-    const minSimilarity = analyzer.embedder.defaultMinSimilarity;
+    // The gallery's own fallback when the model states no threshold.
+    const minSimilarity = analyzer.embedder.defaultMinSimilarity ?? 0.5;
     for (const [name, set] of [
       ['LFW 6+ pictures', lfw],
       ['faces folder', faces],

@@ -45,7 +45,7 @@ describe('history pages in headless Chromium', () => {
   const ready = () => page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
   const imagesLoaded = (selector: string) =>
     page.waitForFunction((sel) => {
-      const imgs = [...document.querySelectorAll<HTMLImageElement>(sel)];
+      const imgs = Array.from(document.querySelectorAll<HTMLImageElement>(sel));
       return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
     }, selector, { timeout: 10_000 });
 

@@ -97,12 +97,18 @@ describe('Prometheus metrics and the Grafana dashboard (real Prometheus scraping
       'facestream_gallery_identities',
       'facestream_gallery_templates',
       'facestream_inference_errors_total',
+      'facestream_detection_runs_total',
+      'facestream_detection_searched_frames_total',
+      'facestream_cores_busy',
+      'facestream_cores_available',
       'process_cpu_seconds_total',
       'nodejs_eventloop_lag_seconds',
+      'nodejs_eventloop_lag_p99_seconds',
     ]) {
       expect(text, name).toMatch(new RegExp(`^${name}[{ ]`, 'm'));
     }
     expect(text).toMatch(/^facestream_frames_dropped_total\{stream="hamilton",reason="too-old"\} 0$/m);
+    for (const kind of ['full', 'motion', 'refine']) expect(text).toMatch(new RegExp(`^facestream_detection_runs_total\\{stream="hamilton",kind="${kind}"\\} \\d+$`, 'm'));
     expect(text).not.toContain(dataFile('video'));
     // promtool (Prometheus's own linter) finds nothing to complain about in our metrics. (It does
     // flag prom-client's default nodejs_active_*_total gauges, which are not ours to rename.)
@@ -134,6 +140,25 @@ describe('Prometheus metrics and the Grafana dashboard (real Prometheus scraping
       if (!values.some((v) => Number.isFinite(v))) empty.push(`${panel}: ${expr} -> ${JSON.stringify(body.data.result)}`);
     }
     expect(empty).toEqual([]);
+    // The panels of issue 8 (detection by kind, share searched, cores busy, event-loop lag) are there and were among those queried.
+    const titles = panels.map((p) => p.title);
+    for (const title of ['Detection runs per second by kind', 'Share of each frame searched', 'Cores busy', 'Event-loop lag (p99 / p50 / max)']) expect(titles).toContain(title);
+    const query = async (expr: string) => {
+      const body = (await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      return body.data.result;
+    };
+    const kinds = await query('facestream_detection_runs_total{stream="hamilton"}');
+    expect(kinds.map((r) => r.metric.kind).sort()).toEqual(['full', 'motion', 'refine']);
+    // The pipeline reports its runs: at least the first keyframe's full run, and some share of the picture searched.
+    expect(Number(kinds.find((r) => r.metric.kind === 'full')!.value[1])).toBeGreaterThanOrEqual(1);
+    const [share] = await query('sum(rate(facestream_detection_searched_frames_total{stream="hamilton"}[15s])) / sum(rate(facestream_frames_processed_total{stream="hamilton"}[15s]))');
+    expect(Number(share.value[1])).toBeGreaterThan(0);
+    // A running stream keeps the process busy, within the cores it has.
+    const [busy] = await query('facestream_cores_busy');
+    expect(Number(busy.value[1])).toBeGreaterThan(0.05);
+    expect(Number(busy.value[1])).toBeLessThanOrEqual(os.availableParallelism() + 0.5);
+    const [p99] = await query('nodejs_eventloop_lag_p99_seconds');
+    expect(Number(p99.value[1])).toBeGreaterThan(0);
 
     // The stream variable's query lists the running stream.
     const labels = (await (await fetch(`${promUrl}/api/v1/label/stream/values?match[]=facestream_frames_processed_total`)).json()) as { data: string[] };

@@ -56,16 +56,19 @@ async function rejection(p: Promise<unknown>): Promise<FacestreamError> {
 describe('model manifest', () => {
   it('validates and describes every model the mirror holds, with matching size and sha256', () => {
     expect(Object.keys(manifest.models).sort()).toEqual(
-      ['age-ssrnet-64', 'arcface-mbf-112', 'gender-ssrnet-64', 'mtcnn-onet', 'mtcnn-pnet', 'mtcnn-rnet', 'vggface2-resnet50-arch'].sort(),
+      ['age-ssrnet-64', 'arcface-mbf-112', 'faceapi-resnet34-150', 'gender-ssrnet-64', 'mtcnn-onet', 'mtcnn-pnet', 'mtcnn-rnet', 'vggface2-resnet50-arch'].sort(),
     );
     const mirror = JSON.parse(fs.readFileSync(path.join(MODELS_MIRROR, 'manifest.json'), 'utf8')) as { models: Record<string, { file: string; sha256: string; bytes: number }> };
-    for (const [id, spec] of Object.entries(manifest.models)) {
+    // Built models come from an npm package's weights, not from the mirror (test/faceapi-model.test.ts).
+    expect(Object.entries(manifest.models).filter(([, spec]) => spec.build).map(([id]) => id)).toEqual(['faceapi-resnet34-150']);
+    for (const [id, spec] of Object.entries(manifest.models).filter(([, spec]) => !spec.build)) {
       expect(mirror.models[id], id).toBeDefined();
       expect({ file: spec.file, sha256: spec.sha256, bytes: spec.bytes }, id).toEqual({ file: mirror.models[id].file, sha256: mirror.models[id].sha256, bytes: mirror.models[id].bytes });
       expect(fs.statSync(path.join(MODELS_MIRROR, spec.file)).size, id).toBe(spec.bytes);
     }
     expect(embeddingDimension(embeddingSpec(manifest, 'arcface-mbf-112'))).toBe(512);
     expect(embeddingDimension(embeddingSpec(manifest, 'vggface2-resnet50-arch'))).toBe(2048);
+    expect(embeddingDimension(embeddingSpec(manifest, 'faceapi-resnet34-150'))).toBe(128);
   });
 
   it('rejects a broken manifest listing every problem', () => {
@@ -117,6 +120,23 @@ describe('models fill from a local mirror directory', () => {
     expect(results[0].action).toBe('failed');
     expect(results[0].error).toMatch(/no-such-mirror.*does not exist/);
     expect(listFiles(dir)).toEqual([]);
+  });
+});
+
+describe('models fill for models built from npm package weights', () => {
+  it('builds faceapi-resnet34-150 (no mirror needed), and installs nothing when the build does not match the manifest', async () => {
+    const dir = freshDir();
+    const built = await fillModels(new ModelStore(manifest, dir), { mirror: path.join(tmpRoot, 'no-such-mirror'), ids: ['faceapi-resnet34-150'] });
+    expect(built).toEqual([expect.objectContaining({ id: 'faceapi-resnet34-150', action: 'built', bytes: manifest.models['faceapi-resnet34-150'].bytes })]);
+    expect(await sha256File(path.join(dir, 'recognition', 'faceapi-resnet34-150.onnx'))).toBe(manifest.models['faceapi-resnet34-150'].sha256);
+
+    const wrong = structuredClone(manifest);
+    wrong.models['faceapi-resnet34-150'].sha256 = '0'.repeat(64);
+    const other = freshDir();
+    const [failed] = await fillModels(new ModelStore(wrong, other), { ids: ['faceapi-resnet34-150'] });
+    expect(failed.action).toBe('failed');
+    expect(failed.error).toMatch(/build recipe faceapi-recognition.*sha256 .* does not match/);
+    expect(listFiles(other)).toEqual([]);
   });
 });
 
@@ -383,7 +403,7 @@ describe('embedding models plug in from the manifest', () => {
   });
   afterAll(() => runtime.close());
 
-  for (const id of ['arcface-mbf-112', 'vggface2-resnet50-arch']) {
+  for (const id of ['arcface-mbf-112', 'faceapi-resnet34-150', 'vggface2-resnet50-arch']) {
     it(`${id}: unit vectors of the manifest's dimension, a batch of 4 equal to one at a time`, async () => {
       const spec = embeddingSpec(manifest, id);
       const embedder = await Embedder.load(runtime, id, 4);

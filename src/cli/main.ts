@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isFacestreamError } from '../errors.js';
+import { redactText } from '../redact.js';
 import { analyzeCommand } from './commands/analyze.js';
 import { detectCommand } from './commands/detect.js';
 import { embedCommand } from './commands/embed.js';
@@ -39,11 +40,11 @@ export async function main(argv: string[] = process.argv): Promise<void> {
       return;
     }
     if (isFacestreamError(err)) {
-      process.stderr.write(`facestream: ${err.message}\n`);
+      process.stderr.write(`facestream: ${redactText(err.message)}\n`);
       process.exitCode = 1;
       return;
     }
-    process.stderr.write(`facestream: unexpected error: ${errorMessage(err)}\n${err instanceof Error && err.stack ? err.stack : ''}\n`);
+    process.stderr.write(redactText(`facestream: unexpected error: ${errorMessage(err)}\n${err instanceof Error && err.stack ? err.stack : ''}\n`));
     process.exitCode = 1;
   }
 }

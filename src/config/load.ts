@@ -54,6 +54,9 @@ export const ENV_VARS: Record<string, string> = {
   FACESTREAM_DATA: 'server.demo.dataDir',
   FACESTREAM_FFMPEG: 'ingest.ffmpegPath',
   FACESTREAM_RTSP_TRANSPORT: 'ingest.rtspTransport',
+  FACESTREAM_MQTT_URL: 'mqtt.url',
+  FACESTREAM_MQTT_USERNAME: 'mqtt.username',
+  FACESTREAM_MQTT_PASSWORD: 'mqtt.password',
 };
 
 /** Paths whose env value is a comma-separated list. */

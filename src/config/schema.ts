@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { gallerySchema } from './sections/gallery.js';
 import { historySchema } from './sections/history.js';
 import { ingestSchema } from './sections/ingest.js';
+import { mqttSchema } from './sections/mqtt.js';
 import { pipelineSchema } from './sections/pipeline.js';
 import { serverSchema } from './sections/server.js';
 
@@ -36,8 +37,21 @@ export const runtimeSchema = z
      * WebSocket traffic, and the JavaScript work of other frames, which now overlaps with inference.
      */
     inferenceThread: z.boolean().default(true),
-    /** Pre-plan memory per input shape. P-Net sees a new shape per pyramid level; the plan is cached per shape. */
-    memoryPattern: z.boolean().default(true),
+    /**
+     * onnxruntime's memory pattern: plan one block per input shape and reuse it. Off by default:
+     * MTCNN runs a new shape per pyramid level and per candidate count, each plan takes its own
+     * block out of the session's arena, which never gives memory back (a `facestream detect` of 20
+     * 1080p frames peaked ~100 MB higher with it), and it saved no measurable CPU time.
+     */
+    memoryPattern: z.boolean().default(false),
+    /**
+     * Most items (faces, candidates, frames) per onnxruntime run; a larger batch runs in parts of
+     * this size, transparently. Empty: 64 on the CPU provider, where onnxruntime's per-session
+     * memory arena keeps the largest run's working set for good (one 800-candidate R-Net batch of a
+     * 1080p crowd frame: ~130 MB; parts of 64 are no slower), and no limit on CUDA, where large
+     * batches are what a GPU needs.
+     */
+    maxRunBatch: z.int().min(1).max(1_000_000).optional(),
     /**
      * On the CPU provider, load PReLU models (MTCNN, the ArcFace MobileFaceNet) through an exact
      * algebraic rewrite that onnxruntime runs 1.5-3x faster (src/models/graph/prelu.ts); outputs
@@ -71,6 +85,47 @@ export const detectorSchema = z
     thresholds: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1), z.number().min(0).max(1)]).default([0.6, 0.7, 0.7]),
     /** Faces below this final score are dropped from results (0 keeps everything O-Net accepts). */
     minScore: z.number().min(0).max(1).default(0),
+    /**
+     * How video frames are detected (pictures are always searched whole). 'tracked': the whole
+     * picture only on keyframes; in between, P-Net and O-Net look again only around each tracked
+     * face and where the motion mask changed outside them (as NVRs gate their detectors by
+     * motion, and DeepStream's detector runs every `interval` frames with a tracker between), a
+     * few per cent of the work of a keyframe on a typical camera. 'full': the whole picture of
+     * every frame (reference parity on every frame, several times the cost).
+     */
+    mode: z.enum(['tracked', 'full']).default('tracked'),
+    /** Stream time between keyframes (ms). A face that appears where nothing moves is found within this. */
+    keyframeIntervalMs: z.number().min(0).max(600_000).default(1000),
+    /**
+     * When motion covers more than tracked.keyframeShare of the picture (a crowd, a moving camera,
+     * lights), the next keyframe comes early, but not sooner than this after the last (ms): keeps
+     * the cost of such scenes to about 1 keyframe in 5 frames at 25 fps.
+     */
+    motionKeyframeGapMs: z.number().min(0).max(600_000).default(200),
+    tracked: z
+      .strictObject({
+        /** Side of the window searched around a tracked face, in face sizes; it must hold the face's move between two frames. */
+        windowScale: z.number().min(1.2).max(8).default(2),
+        /** Motion boxes grow by this share of their size (plus half the minimum face) before they are searched. */
+        motionMargin: z.number().min(0).max(4).default(0.25),
+        /** Motion windows covering more than this share of the picture make the frame a keyframe instead (see motionKeyframeGapMs). */
+        keyframeShare: z.number().min(0).max(1).default(0.5),
+        /** A tracked face missed this many frames in a row is no longer looked for around its last place; the next keyframe or motion finds it again. */
+        refineMaxMisses: z.int().min(0).max(1000).default(3),
+      })
+      .prefault({}),
+    motion: z
+      .strictObject({
+        /** Motion-mask cell side in pixels: the frame is compared as a grid of cell means (8: 240x135 cells at 1080p). */
+        cellSize: z.int().min(2).max(128).default(8),
+        /** A cell moved when its mean luma differs from the background by more than this (0-255); above compression noise. */
+        threshold: z.number().min(0).max(255).default(10),
+        /** Running-average rate of the background per frame: a person who stops becomes background in about 1/alpha frames. */
+        backgroundAlpha: z.number().gt(0).max(1).default(0.1),
+        /** Groups of fewer moved cells are noise. */
+        minCells: z.int().min(1).max(10_000).default(2),
+      })
+      .prefault({}),
   })
   .prefault({});
 
@@ -100,6 +155,23 @@ export const limitsSchema = z
     maxImagePixels: z.int().min(1).default(40_000_000),
     /** Largest encoded picture in bytes accepted from a file or an upload. */
     maxImageBytes: z.int().min(1).default(50 * 1024 * 1024),
+    /**
+     * Pictures sent to the server and enrolled pictures are decoded no larger than this on their
+     * longest side (shrunk while loading; coordinates in answers are the picture's own; the
+     * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the memory and detection time of
+     * one picture whatever its size (a 40 MP picture: ~210 MB peak instead of 3.4 GB). 1920 is
+     * the size camera frames are analysed at (ingest.maxWidth); a face must then be about
+     * 20 px x (longest side / 1920) to be found, e.g. 42 px in a 4032x3024 phone picture. 0: full size.
+     */
+    maxDecodeSide: z.int().min(0).max(65_535).default(1920),
+    /** CPU time one picture decode may take before it is abandoned (sharp's timeout). A 40 MP JPEG takes under 2 s on one core. 0: no limit. */
+    decodeTimeoutSeconds: z.int().min(0).max(3600).default(10),
+    /**
+     * Picture formats accepted from files and uploads: jpeg, png, webp, gif, tiff, heif (AVIF/HEIC)
+     * and svg. SVG is off: it is a program (filters, blur) whose decode time is not bounded by its
+     * size, so one small request could keep a core busy for minutes.
+     */
+    pictureFormats: z.array(z.enum(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'svg'])).min(1).default(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']),
   })
   .prefault({});
 
@@ -115,6 +187,7 @@ export const configSchema = z.strictObject({
   ingest: ingestSchema,
   pipeline: pipelineSchema,
   server: serverSchema,
+  mqtt: mqttSchema,
   history: historySchema,
 });
 

@@ -1,7 +1,10 @@
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { loadImageFile, type DecodedImage } from '../image/decode.js';
+import type { Point } from '../image/types.js';
+import type { Manifest } from '../models/manifest.js';
 import type { ModelRuntime } from '../models/runtime.js';
+import type { FaceGeometry } from '../pipeline/align/crop.js';
 import { largestFace } from '../pipeline/analyzer.js';
 import { MtcnnDetector } from '../pipeline/detect/mtcnn.js';
 import { Embedder } from '../pipeline/embed/embedder.js';
@@ -17,6 +20,8 @@ export interface PairsEvaluation {
   skippedPairs: number;
   failures: { file: string; error: string }[];
   embedSeconds: number;
+  /** Model inference time per embedded face (alignment, decoding and detection excluded), in ms. */
+  inferMsPerFace: number;
   scored: ScoredPair[];
 }
 
@@ -24,14 +29,32 @@ export interface PairsOptions {
   threshold?: number;
   /** Force "pictures are model-size aligned crops" (default: decided per picture by its size). */
   aligned?: boolean;
+  /** Detect and align every picture, even those whose size says they are aligned crops. */
+  detect?: boolean;
   onStart?: (pictures: number) => void;
   onProgress?: (done: number) => void;
 }
 
 /**
+ * Where the landmarks are in a picture that is an aligned crop of some manifest model (LFW's
+ * 112x112 release is aligned on arcface-mbf-112's template): that model's template, when the
+ * picture has its crop size. Lets a model with another input size and template (faceapi-resnet34-150)
+ * re-align those crops onto its own template exactly, with no detector in between.
+ */
+function alignedCropGeometry(manifest: Manifest, width: number, height: number): FaceGeometry | undefined {
+  for (const spec of Object.values(manifest.models)) {
+    if (spec.task !== 'embedding' || spec.crop.method !== 'similarity') continue;
+    if (spec.crop.size[0] === width && spec.crop.size[1] === height) return { box: [0, 0, width, height], landmarks: spec.crop.template as Point[] };
+  }
+  return undefined;
+}
+
+/**
  * Embeds every picture named by the pairs once, scores each pair by cosine similarity and runs the
  * k-fold protocol. Pictures that already have the model's input size are taken as aligned crops
- * (LFW's 112x112 release); others go through detection and alignment of their largest face.
+ * (LFW's 112x112 release); pictures with the crop size of another manifest model that aligns on a
+ * landmark template are re-aligned from that template (when this model aligns on landmarks too);
+ * others go through detection and alignment of their largest face.
  */
 export async function evaluatePairs(
   deps: { runtime: ModelRuntime; config: Pick<Config, 'limits' | 'detector' | 'embedding'> },
@@ -63,10 +86,15 @@ export async function evaluatePairs(
     );
     const crops: { file: string; image: DecodedImage }[] = [];
     const whole: { file: string; image: DecodedImage }[] = [];
+    const items: { file: string; image: DecodedImage; face: FaceGeometry }[] = [];
     loaded.forEach((image, k) => {
       if (!image) return;
-      const isCrop = opts.aligned ?? (image.width === w && image.height === h);
-      (isCrop ? crops : whole).push({ file: names[k], image });
+      const file = names[k];
+      if (opts.detect) return whole.push({ file, image });
+      if (opts.aligned ?? (image.width === w && image.height === h)) return crops.push({ file, image });
+      const face = embedder.spec.crop.method === 'similarity' ? alignedCropGeometry(deps.runtime.manifest, image.width, image.height) : undefined;
+      if (face) items.push({ file, image, face });
+      else whole.push({ file, image });
     });
     if (crops.length) {
       const vs = await embedder.embedCrops(crops.map((c) => c.image));
@@ -75,11 +103,13 @@ export async function evaluatePairs(
     if (whole.length) {
       detector ??= await MtcnnDetector.load(deps.runtime, deps.config.detector);
       const found = await detector.detectBatch(whole.map((x) => x.image));
-      const items = whole.flatMap((x, k) => {
+      whole.forEach((x, k) => {
         const face = largestFace(found[k]);
-        if (!face) failures.push({ file: x.file, error: 'no face found' });
-        return face ? [{ file: x.file, image: x.image, face }] : [];
+        if (face) items.push({ file: x.file, image: x.image, face });
+        else failures.push({ file: x.file, error: 'no face found' });
       });
+    }
+    if (items.length) {
       const vs = await embedder.embedFaces(items);
       items.forEach((it, k) => vectors.set(it.file, vs[k]));
     }
@@ -96,6 +126,7 @@ export async function evaluatePairs(
     skippedPairs: pairs.length - usable.length,
     failures,
     embedSeconds: (performance.now() - start) / 1000,
+    inferMsPerFace: embedder.timings.faces ? embedder.timings.inferMs / embedder.timings.faces : 0,
     scored,
   };
 }

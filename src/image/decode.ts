@@ -1,9 +1,11 @@
 import fs from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { FacestreamError } from '../errors.js';
+import { budgetedDecoder, checkPictureFormat, type DecodeBudget } from './budget.js';
 import type { RgbImage } from './types.js';
 
-export interface ImageLimits {
+/** Size limits of encoded pictures, and the decode budget (src/image/budget.ts) every decode runs under. */
+export interface ImageLimits extends DecodeBudget {
   maxImagePixels: number;
   maxImageBytes: number;
 }
@@ -12,6 +14,14 @@ export interface DecodedImage extends RgbImage {
   /** The encoded bytes, kept for content hashing and for storing crops without re-encoding. */
   readonly source: Buffer;
   readonly format: string;
+  /**
+   * Picture pixels per decoded pixel (>= 1): the picture was shrunk on load to
+   * limits.maxDecodeSide. Multiply decoded coordinates by it to get the picture's.
+   */
+  readonly scale: number;
+  /** The picture's own size (after EXIF orientation), before any shrinking. */
+  readonly originalWidth: number;
+  readonly originalHeight: number;
 }
 
 /** Reads an image file with the checks a user expects to be told about in plain words. */
@@ -51,6 +61,7 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
       limit: limits.maxImageBytes,
     });
   }
+  checkPictureFormat(input, limits, name);
   let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
@@ -68,15 +79,21 @@ export async function decodeImage(input: Buffer, limits: ImageLimits, name = 'im
   }
   try {
     // failOn 'warning' turns truncated or corrupt JPEG/PNG data into an error instead of grey pixels.
-    const { data, info } = await sharp(input, { failOn: 'warning', limitInputPixels: limits.maxImagePixels })
-      .autoOrient()
+    const { pipeline } = budgetedDecoder(input, limits, { width, height });
+    const { data, info } = await pipeline
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels after conversion`);
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length), source: input, format: format ?? 'unknown' };
+    const rotated = (meta.orientation ?? 1) >= 5;
+    const [originalWidth, originalHeight] = rotated ? [height, width] : [width, height];
+    const scale = Math.max(originalWidth / info.width, originalHeight / info.height, 1);
+    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length), source: input, format: format ?? 'unknown', scale, originalWidth, originalHeight };
   } catch (err) {
+    if (/timeout/i.test(shortSharpMessage(err))) {
+      throw new FacestreamError('IMAGE_UNREADABLE', `${name} took longer than ${limits.decodeTimeoutSeconds} s to decode (limits.decodeTimeoutSeconds)`, { file: name, limit: limits.decodeTimeoutSeconds ?? 0 });
+    }
     throw new FacestreamError('IMAGE_UNREADABLE', `${name} could not be decoded (${shortSharpMessage(err)})`, { file: name });
   }
 }

@@ -11,17 +11,31 @@ import type { RgbImage } from './types.js';
  * pictures use Float64, exact to 2^53.
  */
 export class IntegralImage {
+  /** Width and height of the table's region (the whole picture unless `compute` got a region). */
   width = 0;
   height = 0;
+  /** Top-left corner of the region in picture pixels: pooling takes picture coordinates. */
+  originX = 0;
+  originY = 0;
   sums: Int32Array | Float64Array = new Int32Array(0);
   /** Reused index tables for pooling windows. */
   private xs = new Int32Array(0);
   private xe = new Int32Array(0);
   private colInv = new Float64Array(0);
 
-  /** Fills the table from `img`, reusing this object's memory when the size allows. */
-  compute(img: RgbImage): this {
-    const { width: w, height: h, data } = img;
+  /**
+   * Fills the table from `img`, reusing this object's memory when the size allows. With `region`
+   * (picture pixels, clipped to the picture) only that rectangle is summed, and pooling treats
+   * everything outside it as black, as it does outside the picture: a tracked face's window costs
+   * its own area, not the whole frame's.
+   */
+  compute(img: RgbImage, region?: { x: number; y: number; width: number; height: number }): this {
+    const rx = region ? Math.max(0, Math.floor(region.x)) : 0;
+    const ry = region ? Math.max(0, Math.floor(region.y)) : 0;
+    const w = region ? Math.max(0, Math.min(img.width, Math.ceil(region.x + region.width)) - rx) : img.width;
+    const h = region ? Math.max(0, Math.min(img.height, Math.ceil(region.y + region.height)) - ry) : img.height;
+    const data = img.data;
+    const rowSkip = (img.width - w) * 3;
     const stride = (w + 1) * 3;
     const needed = (h + 1) * stride;
     const wide = w * h > 8_000_000;
@@ -31,11 +45,13 @@ export class IntegralImage {
     const s = this.sums;
     this.width = w;
     this.height = h;
+    this.originX = rx;
+    this.originY = ry;
     s.fill(0, 0, stride);
     // One running index over the table; the row above is `stride` behind.
-    let src = 0;
+    let src = (ry * img.width + rx) * 3;
     let i = stride;
-    for (let y = 0; y < h; y++) {
+    for (let y = 0; y < h; y++, src += rowSkip) {
       s[i] = 0;
       s[i + 1] = 0;
       s[i + 2] = 0;
@@ -57,7 +73,8 @@ export class IntegralImage {
 
   /**
    * Adaptive-average-pools the source rectangle starting at (x0, y0) of size srcW x srcH (integer
-   * pixel coordinates; parts outside the picture count as black, i.e. zero padding) to outW x outH
+   * picture coordinates; parts outside the picture, or outside the computed region, count as
+   * black, i.e. zero padding) to outW x outH
    * and writes it as planar channels at `dst[offset]`, each value mapped to (v - mean) * scale.
    * `order` picks the output channel order (BGR models get [2, 1, 0]).
    *
@@ -80,6 +97,8 @@ export class IntegralImage {
     const h = this.height;
     const stride = (w + 1) * 3;
     const plane = outW * outH;
+    x0 -= this.originX;
+    y0 -= this.originY;
     if (this.xs.length < outW) {
       this.xs = new Int32Array(outW);
       this.xe = new Int32Array(outW);

@@ -49,6 +49,7 @@ export async function canonicalCrop(image: RgbImage, face: FaceGeometry, cfg: Cr
 
 /** A stored crop as a picture plus the face in it, ready for any embedder. */
 export async function decodeCrop(crop: StoredCrop): Promise<{ image: RgbImage; face: FaceGeometry }> {
-  const image = await decodeImage(crop.data, { maxImagePixels: 64 * 1024 * 1024, maxImageBytes: 64 * 1024 * 1024 }, 'stored crop');
+  // Crops may come from an import (untrusted): stored ones are a few hundred pixels square.
+  const image = await decodeImage(crop.data, { maxImagePixels: 4096 * 4096, maxImageBytes: 16 * 1024 * 1024 }, 'stored crop');
   return { image, face: { box: crop.geometry.box, landmarks: crop.geometry.landmarks } };
 }

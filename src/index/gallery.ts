@@ -10,7 +10,9 @@ import { readSavedIndex, removeStrayIndexFiles, saveIndex, savedIndexProblem, ty
 import { DirectoryLock } from './lock.js';
 import { Mutex } from './mutex.js';
 import { ChangeOp, DB_FILE, GalleryStore, SCHEMA_VERSION, type IdentityRow, type NewTemplate, type StoredCrop, type TemplateRow } from './store.js';
-import { ExactMatrix, TopK, dot, type ScoredTemplate } from './vectors.js';
+import { checkEmbedding, ExactMatrix, TopK, dot, type ScoredTemplate } from './vectors.js';
+import { ensurePrivateDir } from '../private-files.js';
+import { TemplateIds } from './template-ids.js';
 
 export type { NewTemplate, StoredCrop, CropGeometry } from './store.js';
 
@@ -98,11 +100,6 @@ function now(): string {
   return new Date().toISOString();
 }
 
-function templateLabel(id: string): number {
-  const n = Number(id);
-  return Number.isInteger(n) && n > 0 && String(n) === id ? n : 0;
-}
-
 /** Model and size of a gallery directory, read without taking its lock. */
 export function readGalleryInfo(dir: string): GalleryInfo {
   const store = new GalleryStore(dir, { readOnly: true });
@@ -152,6 +149,8 @@ export class Gallery extends EventEmitter {
   private background?: Promise<unknown>;
   /** A background save or compaction is queued or running: do not queue another. */
   private scheduled = false;
+  /** Public template ids (unguessable; see template-ids.ts). */
+  private readonly templateIds: TemplateIds;
 
   private constructor(
     readonly dir: string,
@@ -166,12 +165,13 @@ export class Gallery extends EventEmitter {
   ) {
     super();
     this.minSimilarity = config.minSimilarity ?? defaultMinSimilarity ?? 0.5;
+    this.templateIds = TemplateIds.forStore(store, readOnly);
   }
 
   static async open(dir: string, opts: GalleryOpenOptions): Promise<Gallery> {
     const logger = opts.logger ?? rootLogger();
     const readOnly = opts.readOnly ?? false;
-    if (!readOnly) fs.mkdirSync(dir, { recursive: true });
+    if (!readOnly) ensurePrivateDir(dir);
     else if (!fs.existsSync(path.join(dir, DB_FILE))) throw new FacestreamError('FILE_NOT_FOUND', `${dir} is not a gallery (no ${DB_FILE})`, { dir });
     const lock = readOnly ? undefined : DirectoryLock.acquire(dir);
     let store: GalleryStore | undefined;
@@ -463,9 +463,11 @@ export class Gallery extends EventEmitter {
     return top.items;
   }
 
-  private checkVector(vector: Float32Array): void {
-    if (vector.length !== this.dimension) {
-      throw new FacestreamError('BAD_REQUEST', `embedding has ${vector.length} values; gallery ${this.dir} holds ${this.dimension}-d embeddings of "${this.modelId}"`, {
+  private checkVector(vector: Float32Array, kind: 'template' | 'query' = 'query'): void {
+    try {
+      checkEmbedding(vector, this.dimension, kind);
+    } catch (err) {
+      throw new FacestreamError('BAD_REQUEST', `${(err as Error).message} (gallery ${this.dir} holds ${this.dimension}-d unit embeddings of "${this.modelId}")`, {
         dimension: vector.length,
         expected: this.dimension,
       });
@@ -488,7 +490,7 @@ export class Gallery extends EventEmitter {
       const used = sims.slice(0, n);
       const identity = this.identities.get(pk);
       if (!identity) continue;
-      out.push({ identityId: identity.id, name: identity.name, similarity: used.reduce((a, b) => a + b, 0) / used.length, templateId: String(best.templateId) });
+      out.push({ identityId: identity.id, name: identity.name, similarity: used.reduce((a, b) => a + b, 0) / used.length, templateId: this.templateIds.encode(best.templateId) });
     }
     out.sort((a, b) => b.similarity - a.similarity);
     return out.slice(0, k);
@@ -547,7 +549,7 @@ export class Gallery extends EventEmitter {
     sims.sort((a, b) => b.s - a.s);
     const n = this.config.aggregation === 'mean' ? this.config.aggregateTemplates : 1;
     const used = sims.slice(0, n);
-    return { similarity: used.reduce((a, b) => a + b.s, 0) / used.length, templateId: String(sims[0].id) };
+    return { similarity: used.reduce((a, b) => a + b.s, 0) / used.length, templateId: this.templateIds.encode(sims[0].id) };
   }
 
   // ---------------------------------------------------------------- identities
@@ -570,7 +572,7 @@ export class Gallery extends EventEmitter {
 
   private templateRecord(row: TemplateRow, identityId?: string): Template {
     return {
-      id: String(row.id),
+      id: this.templateIds.encode(row.id),
       identityId: identityId ?? this.identities.get(row.identity)?.id ?? this.store.identityByPk(row.identity)?.id ?? '',
       source: row.source,
       contentHash: row.content_hash,
@@ -671,7 +673,7 @@ export class Gallery extends EventEmitter {
     for (const t of templates) this.indexRemove(t.id);
     this.identities.delete(row.pk);
     const record = this.identityRecord(row, 0);
-    for (const t of templates) this.emit('template-removed', { templateId: String(t.id), identityId: row.id });
+    for (const t of templates) this.emit('template-removed', { templateId: this.templateIds.encode(t.id), identityId: row.id });
     this.emit('identity-removed', { identity: { ...record, templates: templates.length } });
     this.afterChanges(templates.length);
     return { ...record, templates: templates.length };
@@ -707,7 +709,7 @@ export class Gallery extends EventEmitter {
   addTemplatesBatch(entries: readonly { identity: IdentityRef; templates: readonly NewTemplate[] }[]): { identity: IdentityRecord; templates: Template[]; created: boolean }[] {
     this.writable();
     for (const e of entries) {
-      for (const t of e.templates) this.checkVector(t.embedding);
+      for (const t of e.templates) this.checkVector(t.embedding, 'template');
       if (!e.identity.id && !e.identity.name) throw new FacestreamError('BAD_REQUEST', 'an identity id or name is needed', {});
     }
     const createdAt = now();
@@ -744,7 +746,7 @@ export class Gallery extends EventEmitter {
       const identity = this.identityRecord(created ? row : this.store.identityByPk(row.pk)!, created ? ids.length : undefined);
       const added = ids.map(
         (id, i): Template => ({
-          id: String(id),
+          id: this.templateIds.encode(id),
           identityId: row.id,
           source: templates[i].source,
           contentHash: templates[i].contentHash ?? null,
@@ -772,13 +774,13 @@ export class Gallery extends EventEmitter {
   }
 
   getTemplate(templateId: string): Template | undefined {
-    const label = templateLabel(templateId);
+    const label = this.templateIds.decode(templateId);
     const row = label ? this.store.templateById(label) : undefined;
     return row ? this.templateRecord(row) : undefined;
   }
 
   private requireTemplateRow(templateId: string): TemplateRow {
-    const label = templateLabel(templateId);
+    const label = this.templateIds.decode(templateId);
     const row = label ? this.store.templateById(label) : undefined;
     if (!row) throw new FacestreamError('TEMPLATE_NOT_FOUND', `no template "${templateId}" in gallery ${this.dir}`, { templateId });
     return row;

@@ -5,7 +5,7 @@ import { decodeCrop } from './crop.js';
 import { dropSavedIndex } from './index-file.js';
 import { DirectoryLock } from './lock.js';
 import { DB_FILE, GalleryStore } from './store.js';
-import { vectorToBlob } from './vectors.js';
+import { checkEmbedding, vectorToBlob } from './vectors.js';
 import path from 'node:path';
 
 export interface ReindexOptions {
@@ -67,6 +67,13 @@ export async function reindexGallery(dir: string, embedder: Embedder, opts: Rein
         rows.map((r) => decodeCrop({ data: r.crop, format: r.crop_format === 'png' ? 'png' : 'jpeg', geometry: JSON.parse(r.crop_geometry) })),
       );
       const vectors = await embedder.embedFaces(items);
+      vectors.forEach((v, k) => {
+        try {
+          checkEmbedding(v, embedder.dimension);
+        } catch (err) {
+          throw new FacestreamError('INFERENCE_FAILED', `template ${rows[k].id}: the new model gave an unusable embedding: ${(err as Error).message}`, { templateId: rows[k].id });
+        }
+      });
       store.transaction(() => rows.forEach((r, k) => insert.run(r.id, vectorToBlob(vectors[k]))));
       done += rows.length;
       opts.onProgress?.(done);

@@ -4,6 +4,8 @@ import Database from 'better-sqlite3';
 import { FacestreamError } from '../errors.js';
 import type { Box, Point } from '../image/types.js';
 import { blobToVector, vectorToBlob } from './vectors.js';
+import { checkMetadata } from './metadata.js';
+import { makePrivate } from '../private-files.js';
 
 /**
  * The gallery's durable state in SQLite (WAL): identities, templates with their embeddings and
@@ -111,6 +113,7 @@ export class GalleryStore {
     try {
       this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
       if (!opts.readOnly) {
+        makePrivate(file, `${file}-wal`, `${file}-shm`);
         this.db.pragma('journal_mode = WAL');
         this.db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
         this.db.exec(SCHEMA);
@@ -183,11 +186,13 @@ export class GalleryStore {
   }
 
   insertIdentity(id: string, name: string, metadata: unknown, now: string): IdentityRow {
+    checkMetadata(metadata);
     const info = this.writer('insertIdentity').run(id, name, metadata === undefined ? null : JSON.stringify(metadata), now, now);
     return this.identityByPk(Number(info.lastInsertRowid))!;
   }
 
   updateIdentity(pk: number, fields: { name?: string; metadata?: unknown }, now: string): void {
+    checkMetadata(fields.metadata);
     if (fields.name !== undefined) this.db.prepare('UPDATE identities SET name = ?, updated_at = ? WHERE pk = ?').run(fields.name, now, pk);
     if (fields.metadata !== undefined) this.db.prepare('UPDATE identities SET metadata = ?, updated_at = ? WHERE pk = ?').run(JSON.stringify(fields.metadata), now, pk);
   }

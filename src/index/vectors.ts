@@ -130,3 +130,26 @@ export class ExactMatrix {
     return top.items;
   }
 }
+
+/** How far a template's L2 norm may be from 1 (float32 rounding of a normalised 512-d vector is ~1e-6). */
+export const UNIT_NORM_TOLERANCE = 1e-3;
+
+/**
+ * The one check every embedding entering the gallery passes (enrollment, import, reindex, the
+ * API) and every query is held to: `dimension` values, all finite, and for templates an L2 norm
+ * of 1 within UNIT_NORM_TOLERANCE. Similarity is a dot product of unit vectors, so a template
+ * scaled by 1000 would beat every real match, and one NaN poisons the HNSW graph around it.
+ * Throws Error with a message saying which rule failed; callers wrap it in their own error.
+ */
+export function checkEmbedding(v: Float32Array, dimension: number, kind: 'template' | 'query' = 'template'): void {
+  if (v.length !== dimension) throw new Error(`embedding has ${v.length} values, expected ${dimension}`);
+  let sq = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (!Number.isFinite(x)) throw new Error(`embedding value ${i} is ${x}; every value must be a finite number`);
+    sq += x * x;
+  }
+  const norm = Math.sqrt(sq);
+  if (kind === 'template' && Math.abs(norm - 1) > UNIT_NORM_TOLERANCE) throw new Error(`embedding has L2 norm ${norm.toPrecision(6)}; templates are unit vectors (within ${UNIT_NORM_TOLERANCE})`);
+  if (kind === 'query' && norm === 0) throw new Error('embedding is all zeros');
+}

@@ -113,7 +113,8 @@ export class RawFrameReader extends Writable {
         if (!this.current) {
           const info = this.infos.shift();
           if (!info) break; // bytes before their showinfo line: wait for it
-          this.current = { info, data: Buffer.allocUnsafeSlow(info.width * info.height * 3), filled: 0 };
+          // Shared memory: the analysis workers read the frame where it is, without a copy.
+          this.current = { info, data: Buffer.from(new SharedArrayBuffer(info.width * info.height * 3)), filled: 0 };
         }
         const cur = this.current;
         const head = this.chunks[0];

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IngestConfig } from '../config/sections/ingest.js';
 import { FacestreamError } from '../errors.js';
+import { redactText, redactUrl, urlSecrets } from '../redact.js';
 
 /**
  * What to read and how. `url` forms:
@@ -77,7 +78,8 @@ export interface ResolvedSource {
 
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
 const DEVICE_FORMATS = new Set(['v4l2', 'avfoundation', 'dshow']);
-const SECRET_PARAM = /pass|pwd|token|secret|key|auth|sig/i;
+/** C0 and C1 control characters (NUL, CR, LF, TAB, ESC, DEL...): never part of a source. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 function invalid(message: string, spec: Partial<SourceSpec>): FacestreamError {
   return new FacestreamError('BAD_REQUEST', message, { streamId: spec.id });
@@ -88,6 +90,7 @@ export function resolveSource(spec: SourceSpec, config: IngestConfig): ResolvedS
   if (typeof spec.id !== 'string' || !ID.test(spec.id)) throw invalid(`source id ${JSON.stringify(spec.id)} must be 1-64 letters, digits, '.', '_' or '-'`, spec);
   if (typeof spec.url !== 'string' || !spec.url.trim()) throw invalid(`source ${spec.id}: url is empty`, spec);
   const url = spec.url.trim();
+  checkUrlCharacters(url, spec);
   const positive = (name: string, v: number | undefined, max: number) => {
     if (v !== undefined && !(Number.isFinite(v) && v > 0 && v <= max)) throw invalid(`source ${spec.id}: ${name} must be a number in (0, ${max}]`, spec);
   };
@@ -117,8 +120,22 @@ export function resolveSource(spec: SourceSpec, config: IngestConfig): ResolvedS
     videoSize: spec.videoSize,
     framerate: spec.framerate,
     inputFormat: spec.inputFormat,
-    secrets: secretsOf(url),
+    secrets: urlSecrets(url),
   };
+}
+
+/**
+ * Characters no source may hold. A NUL cannot be passed to a process at all (spawning ffmpeg
+ * would throw), and CR/LF or spaces in a network URL go onto the RTSP/HTTP wire as they are,
+ * where they split or inject request headers. Throws BAD_REQUEST naming the character.
+ */
+export function checkUrlCharacters(url: string, spec: Pick<SourceSpec, 'id'>): void {
+  const bad = CONTROL.exec(url);
+  if (bad) throw invalid(`source ${spec.id}: the url holds a control character (U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()} at ${bad.index}); percent-encode it`, spec);
+  if (/^(rtsps?|https?):\/\//i.test(url)) {
+    const space = /\s/.exec(url);
+    if (space) throw invalid(`source ${spec.id}: a network url may not hold spaces (at ${space.index}); percent-encode them as %20`, spec);
+  }
 }
 
 function classify(url: string, spec: SourceSpec): { kind: SourceKind; input: string; format?: string } {
@@ -145,46 +162,4 @@ function classify(url: string, spec: SourceSpec): { kind: SourceKind; input: str
   return { kind: 'file', input: path.resolve(url) };
 }
 
-/** Username, password and secret-looking query values of a URL, raw and percent-decoded. */
-function secretsOf(url: string): string[] {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return [];
-  }
-  const out = new Set<string>();
-  const add = (s: string) => {
-    if (!s) return;
-    out.add(s);
-    try {
-      out.add(decodeURIComponent(s));
-    } catch {
-      /* not percent-encoded */
-    }
-  };
-  add(parsed.username);
-  add(parsed.password);
-  for (const [k, v] of parsed.searchParams) if (SECRET_PARAM.test(k)) add(v);
-  // Short strings would garble every message they happen to appear in; they are still removed
-  // wherever they stand in a URL's user-info, which is where ffmpeg prints them.
-  return [...out].filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
-}
-
-const USERINFO = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/?#@]*(?:@[^\s/?#@]*)*@/g;
-const SECRET_QUERY = /([?&][^=&\s#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&\s#]*=)[^&\s#]*/gi;
-
-/** The URL with any user-info and secret-looking query values replaced by `***`. */
-export function redactUrl(url: string): string {
-  return redactText(url);
-}
-
-/**
- * Removes credentials from free text (ffmpeg messages, errors): user-info of every URL in it,
- * secret-looking query values, and any of the given secrets wherever they appear.
- */
-export function redactText(text: string, secrets: readonly string[] = []): string {
-  let out = text.replace(USERINFO, '$1***@').replace(SECRET_QUERY, '$1***');
-  for (const s of secrets) if (s) out = out.split(s).join('***');
-  return out;
-}
+export { redactText, redactUrl };

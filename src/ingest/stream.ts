@@ -208,6 +208,14 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       return;
     }
     const args = ffmpegArgs(this.source, this.config, setup.options);
+    // child_process.spawn throws on a NUL in any argument, and fluent-ffmpeg spawns from a
+    // callback where nothing would catch it: the whole process would die. A source that cannot
+    // be spawned is this stream's error, never the server's.
+    const unspawnable = [args.input, ...args.inputOptions, ...args.outputOptions].find((a) => a.includes('\0'));
+    if (unspawnable !== undefined) {
+      this.setState('failed', { code: 'INVALID_SOURCE', message: 'the source holds a NUL character, which no program argument may hold' });
+      return;
+    }
     let resolveDone!: () => void;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
     const reader = new RawFrameReader((raw) => this.onFrame(run, raw));
@@ -242,7 +250,14 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     // Announced once the run exists, so that a stop() from a 'starting' listener finds it.
     this.setState('starting');
     this.armTimers(run);
-    command.run();
+    try {
+      command.run();
+    } catch (err) {
+      this.clearTimer('startTimer');
+      this.run = undefined;
+      run.resolveDone();
+      this.setState('failed', { code: 'FFMPEG_FAILED', message: `ffmpeg could not be started: ${this.scrub(errorMessage(err))}` });
+    }
   }
 
   private armTimers(run: Run): void {

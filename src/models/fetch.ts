@@ -1,20 +1,14 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { FacestreamError, errorMessage } from '../errors.js';
+import { buildModel } from './build/recipes.js';
+import { installModelFile, type FillResult, type ProgressCallback } from './install.js';
+
+export type { FillResult } from './install.js';
 import type { ModelSpec } from './manifest.js';
 import { modelSpec } from './manifest.js';
 import type { ModelStore } from './store.js';
-
-export interface FillResult {
-  id: string;
-  action: 'present' | 'fetched' | 'failed';
-  from?: string;
-  bytes?: number;
-  error?: string;
-}
 
 export interface FillOptions {
   /** A local directory or an http(s) base URL laid out like the manifest; default: each model's `url`. */
@@ -22,7 +16,7 @@ export interface FillOptions {
   /** Only these model ids (default: all in the manifest). */
   ids?: string[];
   /** Called with bytes received so far, for progress bars. */
-  onProgress?: (id: string, bytes: number, total: number) => void;
+  onProgress?: ProgressCallback;
   /** Per-request timeout for downloads. */
   timeoutMs?: number;
 }
@@ -62,39 +56,14 @@ async function openSource(from: string, timeoutMs: number): Promise<Readable> {
  * bad mirror never leaves a half-written model where the server would load it.
  */
 export async function fetchModel(store: ModelStore, id: string, opts: FillOptions = {}): Promise<FillResult> {
-  const spec = modelSpec(store.manifest, id);
-  const from = sourceOf(spec, opts.mirror);
-  const target = store.pathOf(id);
-  await fs.promises.mkdir(path.dirname(target), { recursive: true });
-  const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`;
-  const hash = crypto.createHash('sha256');
-  let bytes = 0;
-  try {
-    const input = await openSource(from, opts.timeoutMs ?? 10 * 60_000);
-    input.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      bytes += chunk.length;
-      if (bytes > spec.bytes) input.destroy(new Error(`received more than the expected ${spec.bytes} bytes`));
-      opts.onProgress?.(id, bytes, spec.bytes);
-    });
-    const out = fs.createWriteStream(tmp, { flags: 'wx' });
-    await pipeline(input, out);
-    if (bytes !== spec.bytes) throw new Error(`received ${bytes} bytes, expected ${spec.bytes}`);
-    const digest = hash.digest('hex');
-    if (digest !== spec.sha256) throw new Error(`sha256 ${digest.slice(0, 12)}... does not match the manifest's ${spec.sha256.slice(0, 12)}...`);
-    const fd = await fs.promises.open(tmp, 'r');
-    await fd.sync();
-    await fd.close();
-    await fs.promises.rename(tmp, target);
-    return { id, action: 'fetched', from, bytes };
-  } catch (err) {
-    await fs.promises.rm(tmp, { force: true });
-    if (err instanceof FacestreamError) throw err;
-    throw new FacestreamError('MODEL_FETCH_FAILED', `fetching model "${id}" from ${from} failed: ${errorMessage(err)}`, { model: id, from });
-  }
+  const from = sourceOf(modelSpec(store.manifest, id), opts.mirror);
+  return installModelFile(store, id, from, () => openSource(from, opts.timeoutMs ?? 10 * 60_000), opts.onProgress);
 }
 
-/** Makes every (or every listed) model present and valid; keeps going past failures and reports each. */
+/**
+ * Makes every (or every listed) model present and valid; keeps going past failures and reports
+ * each. Models with a build recipe are built from their source package, never fetched.
+ */
 export async function fillModels(store: ModelStore, opts: FillOptions = {}): Promise<FillResult[]> {
   const ids = opts.ids ?? Object.keys(store.manifest.models);
   const results: FillResult[] = [];
@@ -106,7 +75,7 @@ export async function fillModels(store: ModelStore, opts: FillOptions = {}): Pro
       continue;
     }
     try {
-      results.push(await fetchModel(store, id, opts));
+      results.push(store.manifest.models[id].build ? await buildModel(store, id) : await fetchModel(store, id, opts));
     } catch (err) {
       results.push({ id, action: 'failed', error: errorMessage(err) });
     }

@@ -12,7 +12,7 @@ export interface OutputTensor {
 }
 
 export type WorkerRequest =
-  | { op: 'load'; req: number; session: number; source: string | Uint8Array; options: ort.InferenceSession.SessionOptions }
+  | { op: 'load'; req: number; session: number; source: string | Uint8Array; options: ort.InferenceSession.SessionOptions; maxBatch: number }
   | { op: 'run'; req: number; session: number; inputName: string; buffer: ArrayBuffer; byteOffset: number; length: number; dims: number[] }
   | { op: 'release'; req: number; session: number };
 
@@ -80,9 +80,10 @@ export class InferenceThread {
     });
   }
 
-  async load(source: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ThreadSession> {
+  /** `maxBatch`: items per onnxruntime run; larger batches run in parts (see chunked-run.ts). */
+  async load(source: string | Uint8Array, options: ort.InferenceSession.SessionOptions, maxBatch: number): Promise<ThreadSession> {
     const session = this.nextSession++;
-    const r = await this.request((req) => ({ op: 'load', req, session, source, options }));
+    const r = await this.request((req) => ({ op: 'load', req, session, source, options, maxBatch }));
     if (r.op === 'error') throw new Error(r.message);
     if (r.op !== 'loaded') throw new Error(`unexpected reply ${r.op}`);
     return new ThreadSession(this, session, r.inputNames, r.outputNames);

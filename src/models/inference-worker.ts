@@ -6,11 +6,12 @@
  */
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
+import { runInChunks } from './chunked-run.js';
 import type { WorkerReply, WorkerRequest } from './inference-thread.js';
 
 if (!parentPort) throw new Error('inference-worker.ts must run as a worker thread');
 const port = parentPort;
-const sessions = new Map<number, ort.InferenceSession>();
+const sessions = new Map<number, { session: ort.InferenceSession; maxBatch: number }>();
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
@@ -34,29 +35,26 @@ async function handle(msg: WorkerRequest): Promise<void> {
     switch (msg.op) {
       case 'load': {
         const session = typeof msg.source === 'string' ? await ort.InferenceSession.create(msg.source, msg.options) : await ort.InferenceSession.create(msg.source, msg.options);
-        sessions.set(msg.session, session);
+        sessions.set(msg.session, { session, maxBatch: msg.maxBatch });
         reply({ op: 'loaded', req: msg.req, inputNames: [...session.inputNames], outputNames: [...session.outputNames] });
         return;
       }
       case 'run': {
-        const session = sessions.get(msg.session);
-        if (!session) throw new Error(`no session ${msg.session}`);
+        const loaded = sessions.get(msg.session);
+        if (!loaded) throw new Error(`no session ${msg.session}`);
         const input = new Float32Array(msg.buffer, msg.byteOffset, msg.length);
         const start = performance.now();
-        const out = await session.run({ [msg.inputName]: new ort.Tensor('float32', input, msg.dims) });
+        const outputs = await runInChunks(loaded.session, msg.inputName, input, msg.dims, loaded.maxBatch);
         const ms = performance.now() - start;
-        const outputs: Record<string, { data: Float32Array; dims: number[] }> = {};
         const transfer: ArrayBuffer[] = [msg.buffer];
-        for (const [name, tensor] of Object.entries(out)) {
-          const data = tensor.data as Float32Array;
-          outputs[name] = { data, dims: [...tensor.dims] };
+        for (const { data } of Object.values(outputs)) {
           if (!transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
         }
         reply({ op: 'result', req: msg.req, ms, outputs, buffer: msg.buffer }, transfer);
         return;
       }
       case 'release': {
-        await sessions.get(msg.session)?.release();
+        await sessions.get(msg.session)?.session.release();
         sessions.delete(msg.session);
         reply({ op: 'released', req: msg.req });
         return;

@@ -56,6 +56,12 @@ const baseModel = {
   bytes: z.int().positive(),
   /** Direct download address; `facestream models fill` uses it when no mirror is configured. */
   url: z.url().optional(),
+  /**
+   * The file is built by project code (`facestream models build`, also run by `models fill`) from
+   * weights in an installed npm package, instead of downloaded: `recipe` names the builder
+   * (src/models/build/recipes.ts), `from` the package the weights come from.
+   */
+  build: z.strictObject({ recipe: z.string(), from: z.string() }).optional(),
   weights: z.string().optional(),
   source: z.string(),
   license: z.string(),
@@ -72,7 +78,15 @@ export const embeddingModelSchema = z.strictObject({
   crop: faceCropSchema,
   /** Cosine similarity on L2-normalised vectors: the only metric this project uses for embeddings. */
   metric: z.literal('cosine'),
-  threshold: z.strictObject({ similarity: z.number().min(-1).max(1), notes: z.string().optional() }).optional(),
+  threshold: z
+    .strictObject({
+      /** Same person at or above this cosine similarity (the gallery's default). */
+      similarity: z.number().min(-1).max(1),
+      /** Below this, two embeddings of one video track are different people (the tracker's default). */
+      switchSimilarity: z.number().min(-1).max(1).optional(),
+      notes: z.string().optional(),
+    })
+    .optional(),
 });
 
 export const attributeModelSchema = z.strictObject({

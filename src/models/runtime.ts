@@ -6,6 +6,7 @@ import ort from 'onnxruntime-node';
 import type { RuntimeConfig } from '../config/schema.js';
 import { FacestreamError, errorMessage } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
+import { CPU_MAX_RUN_BATCH, runInChunks } from './chunked-run.js';
 import { rewritePrelu } from './graph/prelu.js';
 import { InferenceThread, type OutputTensor } from './inference-thread.js';
 import type { ModelSpec } from './manifest.js';
@@ -51,7 +52,10 @@ function inTurn<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 class LocalSession implements SessionHandle {
-  constructor(private readonly session: ort.InferenceSession) {}
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly maxBatch: number,
+  ) {}
 
   get inputNames() {
     return this.session.inputNames;
@@ -64,10 +68,8 @@ class LocalSession implements SessionHandle {
   run(inputName: string, input: Float32Array, dims: readonly number[]) {
     return inTurn(async () => {
       const start = performance.now();
-      const out = await this.session.run({ [inputName]: new ort.Tensor('float32', input, dims) });
+      const outputs = await runInChunks(this.session, inputName, input, dims, this.maxBatch);
       const ms = performance.now() - start;
-      const outputs: Record<string, OutputTensor> = {};
-      for (const [name, t] of Object.entries(out)) outputs[name] = { data: t.data as Float32Array, dims: t.dims };
       return { outputs, ms, input };
     });
   }
@@ -234,11 +236,12 @@ export class ModelRuntime {
     try {
       const source = provider === 'cpu' && this.config.rewritePrelu ? await this.rewritten(id, file) : file;
       const options = sessionOptions(this.config, provider);
+      const maxBatch = this.config.maxRunBatch ?? (provider === 'cpu' ? CPU_MAX_RUN_BATCH : Number.MAX_SAFE_INTEGER);
       if (this.config.inferenceThread) {
         this.thread ??= new InferenceThread();
-        session = await this.thread.load(source, options);
+        session = await this.thread.load(source, options, maxBatch);
       } else {
-        session = new LocalSession(typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options));
+        session = new LocalSession(typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options), maxBatch);
       }
     } catch (err) {
       if (err instanceof FacestreamError) throw err;

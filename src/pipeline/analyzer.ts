@@ -21,8 +21,12 @@ export interface AnalyzeOptions {
  * The face analysis core for single pictures and batches: detection, then (on request) embeddings
  * and age/gender, each batched over every face of every picture in the call.
  */
+/** The part of the configuration a FaceAnalyzer is built from (plain data: it travels to the analysis workers). */
+export type AnalyzerConfig = Pick<Config, 'detector' | 'embedding' | 'attributes'>;
+
 export class FaceAnalyzer {
   private constructor(
+    readonly config: AnalyzerConfig,
     readonly runtime: ModelRuntime,
     readonly detector: MtcnnDetector,
     readonly embedder: Embedder,
@@ -30,7 +34,7 @@ export class FaceAnalyzer {
     readonly minScore: number,
   ) {}
 
-  static async create(runtime: ModelRuntime, config: Pick<Config, 'detector' | 'embedding' | 'attributes'>): Promise<FaceAnalyzer> {
+  static async create(runtime: ModelRuntime, config: AnalyzerConfig): Promise<FaceAnalyzer> {
     const [detector, embedder, attributes] = await Promise.all([
       MtcnnDetector.load(runtime, {
         minFaceSize: config.detector.minFaceSize,
@@ -40,7 +44,8 @@ export class FaceAnalyzer {
       Embedder.load(runtime, config.embedding.model, config.embedding.maxBatch),
       config.attributes.enabled ? AttributeEstimator.load(runtime, config.attributes.ageModel, config.attributes.genderModel) : undefined,
     ]);
-    return new FaceAnalyzer(runtime, detector, embedder, attributes, config.detector.minScore);
+    const own: AnalyzerConfig = { detector: config.detector, embedding: config.embedding, attributes: config.attributes };
+    return new FaceAnalyzer(own, runtime, detector, embedder, attributes, config.detector.minScore);
   }
 
   async detect(images: readonly RgbImage[], opts: AnalyzeOptions = {}): Promise<DetectedFace[][]> {

@@ -6,8 +6,13 @@ import { AppearanceLog } from './appearances.js';
 import { BatcherRejection, DynamicBatcher } from './batcher.js';
 import { PipelineBus } from './bus.js';
 import type { DetectedFace } from './detect/mtcnn.js';
+import { StreamDetection, type DetectionPolicy } from './detect/detection-schedule.js';
+import type { FrameDetectRequest, FrameDetectResult } from './detect/frame-detector.js';
+import { AnalysisPool } from './pool/analysis-pool.js';
+import { LocalFrameAnalysis, type FrameAnalysis } from './pool/frame-analysis.js';
 import { cosineSimilarity } from './embed/vector.js';
 import { noopObserver, type PipelineObserver } from './metrics.js';
+import { chargeFairShare, pickFairShare, wakeFairShare } from './fair-share.js';
 import { OrderedGate } from './ordered-gate.js';
 import type { DetailedFace, DropReason, FrameResult, PipelineFrame } from './result.js';
 import { IdentityVoter, voteWeight } from './track/identity-vote.js';
@@ -28,6 +33,8 @@ export interface StreamOptions {
   minFaceSize?: number;
   /** Re-recognise tracked faces every N frames (default: config pipeline.recognition.interval). */
   recognitionInterval?: number;
+  /** Detection mode and keyframe interval of this stream (default: config detector.mode, detector.keyframeIntervalMs). */
+  detection?: { mode?: 'full' | 'tracked'; keyframeIntervalMs?: number };
   /** The source, for pausing offline streams. */
   source?: { pause(): void; resume(): void };
 }
@@ -72,15 +79,22 @@ class StreamSlot {
   removed = false;
   /** Fair-queueing clock: compute time this stream has been given, in ms. */
   virtualTime = 0;
+
+  get waiting(): boolean {
+    return this.queue.length > 0;
+  }
   /** Smoothed processing cost of one frame of this stream, in ms. */
   costMs = 0;
+  readonly detection: StreamDetection;
 
   constructor(
     readonly id: string,
     readonly options: StreamOptions,
     config: PipelineConfig,
     bus: PipelineBus,
+    policy: DetectionPolicy,
   ) {
+    this.detection = new StreamDetection({ ...policy, ...options.detection });
     this.tracker = new IouTracker({ iouThreshold: config.tracking.iouThreshold, maxMisses: config.tracking.maxMisses });
     this.appearances = new AppearanceLog(id, bus, config.appearanceGraceMs);
   }
@@ -92,11 +106,6 @@ class StreamSlot {
     const span = this.processedTimes.length > 1 ? (now - this.processedTimes[0]) / 1000 : 0;
     this.stats.fps = span > 0 ? (this.processedTimes.length - 1) / span : 0;
   }
-}
-
-interface DetectJob {
-  frame: PipelineFrame;
-  minFaceSize: number;
 }
 
 interface FaceJob {
@@ -116,7 +125,9 @@ export class Pipeline {
   private order: string[] = [];
   private rr = 0;
   private inFlight = 0;
-  private readonly detectBatcher: DynamicBatcher<DetectJob, DetectedFace[]>;
+  private readonly analysis: FrameAnalysis;
+  private readonly policy: DetectionPolicy;
+  private readonly detectBatcher: DynamicBatcher<FrameDetectRequest, FrameDetectResult>;
   private readonly embedBatcher: DynamicBatcher<FaceJob, Float32Array>;
   private readonly attributesBatcher: DynamicBatcher<FaceJob, FaceAttributes> | undefined;
   private readonly logger: Logger;
@@ -128,19 +139,41 @@ export class Pipeline {
   constructor(
     private readonly analyzer: FaceAnalyzer,
     private readonly config: PipelineConfig,
-    opts: { gallery?: GalleryLike; logger?: Logger; observer?: PipelineObserver } = {},
+    opts: { gallery?: GalleryLike; logger?: Logger; observer?: PipelineObserver; analysis?: FrameAnalysis } = {},
   ) {
     this.gallery = opts.gallery;
     this.logger = opts.logger ?? rootLogger();
     this.observer = opts.observer ?? noopObserver;
     const queueCap = config.maxInFlight * 64;
-    this.detectBatcher = new DynamicBatcher((jobs) => this.runDetect(jobs), { ...config.detect, maxQueue: config.maxInFlight });
-    this.embedBatcher = new DynamicBatcher((jobs) => analyzer.embedder.embedFaces(jobs), { ...config.embed, maxQueue: queueCap });
-    const attributes = analyzer.attributes;
-    this.attributesBatcher = attributes ? new DynamicBatcher((jobs) => attributes.estimate(jobs), { ...config.attributes, maxQueue: queueCap }) : undefined;
+    const detector = analyzer.config.detector;
+    this.policy = {
+      mode: detector.mode,
+      keyframeIntervalMs: detector.keyframeIntervalMs,
+      motionKeyframeGapMs: detector.motionKeyframeGapMs,
+      refineMaxMisses: detector.tracked.refineMaxMisses,
+      motionCellSize: detector.motion.cellSize,
+    };
+    const params = { tracked: detector.tracked, motion: detector.motion };
+    const analysis: FrameAnalysis =
+      opts.analysis ??
+      (config.workers > 0
+        ? new AnalysisPool(analyzer, params, { workers: config.workers, threadsPerWorker: config.workerThreads, onModelRun: (...run) => analyzer.runtime.observer?.(...run) })
+        : new LocalFrameAnalysis(analyzer, params));
+    this.analysis = analysis;
+    // Each batcher may have as many batches out as the analysis runs at once; the pool queues
+    // what exceeds its workers, so detection, embedding and age/gender share them.
+    const concurrency = analysis.concurrency;
+    this.detectBatcher = new DynamicBatcher((jobs) => analysis.detect(jobs), { ...config.detect, maxQueue: config.maxInFlight, concurrency });
+    this.embedBatcher = new DynamicBatcher((jobs) => analysis.embed(jobs), { ...config.embed, maxQueue: queueCap, concurrency });
+    this.attributesBatcher = analysis.hasAttributes ? new DynamicBatcher((jobs) => analysis.attributes(jobs), { ...config.attributes, maxQueue: queueCap, concurrency }) : undefined;
     this.detectBatcher.onBatch = (n, q, r) => this.observer.batch('detect', n, q, r);
     this.embedBatcher.onBatch = (n, q, r) => this.observer.batch('embed', n, q, r);
     if (this.attributesBatcher) this.attributesBatcher.onBatch = (n, q, r) => this.observer.batch('attributes', n, q, r);
+  }
+
+  /** Resolves once the analysis workers have loaded their models (frames offered earlier wait for them). */
+  ready(): Promise<void> {
+    return this.analysis.ready();
   }
 
   setObserver(observer: PipelineObserver): void {
@@ -149,7 +182,7 @@ export class Pipeline {
 
   addStream(id: string, options: StreamOptions): void {
     if (this.streams.has(id)) throw new Error(`stream ${id} already in the pipeline`);
-    this.streams.set(id, new StreamSlot(id, options, this.config, this.bus));
+    this.streams.set(id, new StreamSlot(id, options, this.config, this.bus, this.policy));
     this.order.push(id);
     this.bus.emit('stream-added', id);
   }
@@ -198,6 +231,7 @@ export class Pipeline {
     if (!slot || this.closed) return;
     slot.stats.received++;
     this.observer.frameReceived(slot.id);
+    wakeFairShare([...this.streams.values()], slot);
     if (slot.options.mode === 'live') {
       for (const old of slot.queue.splice(0)) this.drop(slot, old, 'stale');
       slot.queue.push(frame);
@@ -230,6 +264,7 @@ export class Pipeline {
     this.detectBatcher.close();
     this.embedBatcher.close();
     this.attributesBatcher?.close();
+    await this.analysis.close();
   }
 
   private drop(slot: StreamSlot, frame: PipelineFrame, reason: DropReason): void {
@@ -238,31 +273,15 @@ export class Pipeline {
     this.bus.emit('dropped', { streamId: slot.id, seq: frame.seq, reason });
   }
 
-  /**
-   * Fair admission (start-time fair queueing): each free slot goes to the stream with a waiting
-   * frame that has received the least compute so far, charging each frame its stream's measured
-   * cost. Every stream gets an equal share of the machine when overloaded, and a cheap stream that
-   * needs less than its share gets all its frames, however heavy its neighbours are. Ties go
-   * round-robin.
-   */
+  /** Fair admission: see fair-share.ts; each frame is charged its stream's measured cost. */
   private schedule(): void {
     while (this.inFlight < this.config.maxInFlight && this.order.length) {
-      let picked: StreamSlot | undefined;
-      let pickedAt = 0;
-      for (let i = 0; i < this.order.length; i++) {
-        const at = (this.rr + i) % this.order.length;
-        const slot = this.streams.get(this.order[at])!;
-        if (slot.queue.length && slot.inFlight < this.config.perStreamInFlight && (!picked || slot.virtualTime < picked.virtualTime)) {
-          picked = slot;
-          pickedAt = at;
-        }
-      }
-      if (!picked) break;
-      this.rr = (pickedAt + 1) % this.order.length;
-      // A stream that was idle does not bank credit: it restarts at the busiest clock still running.
-      const floor = Math.min(...[...this.streams.values()].filter((s) => s.queue.length || s.inFlight).map((s) => s.virtualTime));
-      if (picked.virtualTime < floor) picked.virtualTime = floor;
-      picked.virtualTime += Math.max(1, picked.costMs);
+      const slots = this.order.map((id) => this.streams.get(id)!);
+      const at = pickFairShare(slots, this.rr, this.config.perStreamInFlight);
+      if (at < 0) break;
+      const picked = slots[at];
+      this.rr = (at + 1) % this.order.length;
+      chargeFairShare(picked);
       const frame = picked.queue.shift()!;
       if (picked.paused && picked.queue.length < this.config.offlineQueue) {
         picked.paused = false;
@@ -285,31 +304,24 @@ export class Pipeline {
     this.observer.queueDepth('in-flight', this.inFlight);
   }
 
-  private async runDetect(jobs: DetectJob[]): Promise<DetectedFace[][]> {
-    // Frames with different per-stream minimum face sizes cannot share a pyramid.
-    const out: DetectedFace[][] = new Array(jobs.length);
-    const groups = new Map<number, number[]>();
-    jobs.forEach((j, i) => groups.set(j.minFaceSize, [...(groups.get(j.minFaceSize) ?? []), i]));
-    for (const [minFaceSize, idx] of groups) {
-      const found = await this.analyzer.detect(
-        idx.map((i) => jobs[i].frame),
-        { minFaceSize },
-      );
-      idx.forEach((i, k) => (out[i] = found[k]));
-    }
-    return out;
-  }
-
   private async process(slot: StreamSlot, frame: PipelineFrame, ticket: number): Promise<void> {
     let passedTrack = false;
     let passedEmit = false;
     const start = performance.now();
+    // In 'tracked' mode a frame's search follows the tracks of the frame before: the stream's
+    // frames are detected in order (other streams' frames fill the workers meanwhile).
+    const sequential = slot.detection.policy.mode === 'tracked';
     try {
-      const faces = await this.detectBatcher.submit({ frame, minFaceSize: slot.options.minFaceSize ?? this.analyzer.detector.options.minFaceSize });
-      const detected = performance.now();
-      this.observer.stage('detect', detected - start);
+      if (sequential) await slot.trackGate.enter(ticket);
+      const detectStart = performance.now();
+      const minFaceSize = slot.options.minFaceSize ?? this.analyzer.detector.options.minFaceSize;
+      const detection = await this.detectBatcher.submit(slot.detection.request(frame, slot.tracker, minFaceSize));
+      slot.detection.done(frame, detection);
+      for (const run of detection.runs) this.observer.detectionRun(slot.id, run.kind, run.share);
+      const faces = detection.faces;
+      this.observer.stage('detect', performance.now() - detectStart);
 
-      await slot.trackGate.enter(ticket);
+      if (!sequential) await slot.trackGate.enter(ticket);
       const trackStart = performance.now();
       const update = slot.tracker.update(frame.seq, faces);
       const plan = this.plan(slot, frame, update.tracks);
@@ -421,7 +433,7 @@ export class Pipeline {
       const track = tracks[faceIndex];
       let info = slot.trackInfo.get(track.id);
       if (!info || !gallery) return;
-      if (info.lastEmbedding && cosineSimilarity(info.lastEmbedding, vectors[k]) < this.config.tracking.switchSimilarity) {
+      if (info.lastEmbedding && cosineSimilarity(info.lastEmbedding, vectors[k]) < (this.config.tracking.switchSimilarity ?? this.analyzer.embedder.defaultSwitchSimilarity)) {
         const old = slot.tracker.renew(track);
         slot.trackInfo.delete(old);
         slot.appearances.end(old, frame.capturedAt);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
@@ -9,6 +10,8 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { PACKAGE_ROOT } from '../paths.js';
 import { allows, ApiKeys, presentedKey, WS_PROTOCOL, type Access } from './auth.js';
+import { comprefaceRoutes } from './compat/compreface.js';
+import { deepstackRoutes } from './compat/deepstack.js';
 import type { ServerContext } from './context.js';
 import { installProblemHandlers, problem, problemSchema, sendProblem } from './problem.js';
 import { galleryRoutes, registerImportParsers } from './routes/gallery.js';
@@ -50,6 +53,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
   app.decorateRequest('role', null);
   app.removeContentTypeParser('text/plain');
+  acceptEmptyJsonBodies(app);
   registerImportParsers(app);
   installProblemHandlers(app, ctx.logger);
   for (const s of [problemSchema, streamSchema, identitySchema, { ...templateSchema }]) app.addSchema(s);
@@ -68,15 +72,40 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  if (cfg.docs) await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The viewer holds a key in its page: no inline or foreign scripts, no framing (clickjacking),
+  // no MIME sniffing, no referrer leaking URLs. /docs sets its own CSP with hashes (staticCSP).
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:', 'blob:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    // Plain HTTP on a LAN is the common setup; a TLS proxy in front sets HSTS itself.
+    strictTransportSecurity: false,
+  });
+  if (cfg.docs) await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   const origins = cfg.cors.origins;
   await app.register(cors, { origin: origins.length === 0 ? false : origins.includes('*') ? true : origins, methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'], maxAge: 600 });
   await app.register(rateLimit, {
     global: false,
+    // A valid key is one client wherever it connects from; anything else (no key, or a made-up
+    // one with openRead on) counts against its address, so inventing keys buys no requests.
     keyGenerator: (req) => {
       const key = presentedKey(req.headers);
-      return key ? `key:${ApiKeys.fingerprint(key)}` : `ip:${req.ip}`;
+      return key && ctx.keys.check(key) ? `key:${ApiKeys.fingerprint(key)}` : `ip:${req.ip}`;
     },
   });
   await app.register(multipart, {
@@ -115,6 +144,9 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   pictureRoutes(app, ctx);
   liveRoutes(app, ctx);
   if (ctx.history) historyRoutes(app, ctx, ctx.history);
+  // Other servers' APIs, each in its own scope (own error format, urlencoded forms): src/server/compat.
+  if (cfg.compat.deepstack) await app.register(deepstackRoutes(ctx));
+  if (cfg.compat.compreface) await app.register(comprefaceRoutes(ctx));
 
   app.get(
     '/metrics',
@@ -129,4 +161,18 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
 
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
   return app;
+}
+
+/**
+ * JSON bodies as fastify parses them, except that an empty one is no body: clients (and
+ * libraries) send `Content-Type: application/json` on DELETE or POST .../start with nothing
+ * after it. Routes that need a body still refuse its absence through their schema (400).
+ */
+function acceptEmptyJsonBodies(app: FastifyInstance): void {
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
+    return parse(req, body as string, done);
+  });
 }

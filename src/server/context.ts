@@ -7,6 +7,7 @@ import type { FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Access, ApiKeys } from './auth.js';
 import type { LiveHub } from './live/hub.js';
+import type { PictureGate } from './picture-gate.js';
 import type { ServerMetrics } from './metrics.js';
 import type { StreamManager } from './streams.js';
 
@@ -31,6 +32,8 @@ export interface ServerContext {
   streams: StreamManager;
   hub: LiveHub;
   metrics: ServerMetrics;
+  /** Bounds the pictures decoded and analysed at once (every route that takes pictures runs its work through it). */
+  pictureGate: PictureGate;
   keys: ApiKeys;
   readiness: Readiness;
   /** The appearance history and face library (undefined: history.enabled is off). */

@@ -1,7 +1,9 @@
+import os from 'node:os';
 import client from 'prom-client';
 import type { InferenceObserver } from '../models/runtime.js';
-import type { PipelineObserver, Stage } from '../pipeline/metrics.js';
+import type { DetectionKind, PipelineObserver, Stage } from '../pipeline/metrics.js';
 import type { DropReason } from '../pipeline/result.js';
+import { CoresBusyMeter } from './cores-busy.js';
 
 /**
  * The server's Prometheus metrics, updated where things happen (pipeline observer, model runtime
@@ -14,6 +16,14 @@ import type { DropReason } from '../pipeline/result.js';
 export type ServerStage = Stage | 'decode' | 'capture-to-push';
 
 const DROP_REASONS: DropReason[] = ['stale', 'too-old', 'error', 'stopped'];
+const DETECTION_KINDS: DetectionKind[] = ['full', 'motion', 'refine'];
+/**
+ * Sampling interval of prom-client's event-loop delay histogram, ms. Each sample is the time
+ * between two ticks of a timer of this period, so every nodejs_eventloop_lag_* value carries it as
+ * a floor: prom-client's default of 10 ms would put an idle loop's p99 at 10 ms, half the 20 ms
+ * budget. 2 ms costs ~0.4% of a core more than 10 ms (measured on an idle process).
+ */
+export const EVENT_LOOP_PRECISION_MS = 2;
 export const STREAM_STATES = ['starting', 'live', 'stalled', 'reconnecting', 'stopped', 'failed'] as const;
 
 /** Seconds; from 1 ms (a match, a small batch) to 10 s (a stalled frame). */
@@ -47,6 +57,9 @@ export class ServerMetrics {
   private readonly knownModels = new Set<string>();
   private readonly wsSentByType = new Map<string, client.Counter.Internal>();
   private readonly captureToPush: client.Histogram.Internal<'stage'>;
+  private readonly detectionRuns: client.Counter<'stream' | 'kind'>;
+  private readonly detectionSearched: client.Counter<'stream' | 'kind'>;
+  private readonly cores = new CoresBusyMeter();
   /** Refreshes queue depths from the pipeline; set by the server once the pipeline exists. */
   queueSource: (() => Record<string, number>) | undefined;
   /** Processed FPS of a stream, from the pipeline (set by the server). */
@@ -54,7 +67,7 @@ export class ServerMetrics {
 
   constructor(opts: { version?: string; defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
-    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS });
     new client.Gauge({ name: 'facestream_build_info', help: 'Always 1; labels say which facestream runs.', labelNames: ['version'], registers: r }).set({ version: opts.version ?? 'unknown' }, 1);
     this.stage = new client.Histogram({
       name: 'facestream_stage_seconds',
@@ -84,6 +97,28 @@ export class ServerMetrics {
     this.templates = new client.Gauge({ name: 'facestream_gallery_templates', help: 'Templates (enrolled face embeddings) in the gallery.', registers: r });
     this.httpRequests = new client.Counter({ name: 'facestream_http_requests_total', help: 'HTTP requests by route pattern and status.', labelNames: ['method', 'route', 'status'], registers: r });
     this.httpDuration = new client.Histogram({ name: 'facestream_http_request_seconds', help: 'HTTP request duration by route pattern.', labelNames: ['method', 'route'], buckets: LATENCY_BUCKETS, registers: r });
+    this.detectionRuns = new client.Counter({
+      name: 'facestream_detection_runs_total',
+      help: 'Detection runs per stream and kind: full (the whole picture: keyframes, or every frame in full mode), motion (P-Net over motion regions), refine (windows around tracked faces).',
+      labelNames: ['stream', 'kind'],
+      registers: r,
+    });
+    this.detectionSearched = new client.Counter({
+      name: 'facestream_detection_searched_frames_total',
+      help: 'Share of the picture P-Net searched, summed over detection runs (frame-equivalents: a full run adds 1), per stream and kind. rate() of it over rate(facestream_frames_processed_total) is the mean share of each frame searched.',
+      labelNames: ['stream', 'kind'],
+      registers: r,
+    });
+    const cores = this.cores.start();
+    new client.Gauge({
+      name: 'facestream_cores_busy',
+      help: 'CPU seconds per second of the facestream process (all its threads; not its ffmpeg children) over the last 5 s: how many cores it keeps busy.',
+      registers: r,
+      collect() {
+        this.set(cores.coresBusy());
+      },
+    });
+    new client.Gauge({ name: 'facestream_cores_available', help: 'Cores this process may use (os.availableParallelism()), the ceiling of facestream_cores_busy.', registers: r }).set(os.availableParallelism());
     for (const s of ['detect', 'track', 'embed', 'attributes', 'match', 'total', 'capture-to-result', 'decode'] satisfies ServerStage[]) this.stage.labels(s);
     this.captureToPush = this.stage.labels('capture-to-push');
     for (const q of ['in-flight', 'waiting', 'detect', 'embed', 'attributes']) this.queueDepth.set({ queue: q }, 0);
@@ -100,6 +135,10 @@ export class ServerMetrics {
     for (const reason of DROP_REASONS) this.dropped.inc({ stream: streamId, reason }, 0);
     this.restarts.inc({ stream: streamId }, 0);
     this.fps.set({ stream: streamId }, 0);
+    for (const kind of DETECTION_KINDS) {
+      this.detectionRuns.inc({ stream: streamId, kind }, 0);
+      this.detectionSearched.inc({ stream: streamId, kind }, 0);
+    }
   }
 
   /** A stream was deleted: its series go away instead of freezing at their last value. */
@@ -107,6 +146,10 @@ export class ServerMetrics {
     for (const m of [this.received, this.processed, this.faces, this.restarts, this.fps]) m.remove({ stream: streamId });
     for (const reason of DROP_REASONS) this.dropped.remove({ stream: streamId, reason });
     for (const state of STREAM_STATES) this.streamState.remove({ stream: streamId, state });
+    for (const kind of DETECTION_KINDS) {
+      this.detectionRuns.remove({ stream: streamId, kind });
+      this.detectionSearched.remove({ stream: streamId, kind });
+    }
   }
 
   setStreamState(streamId: string, state: string): void {
@@ -181,6 +224,11 @@ export class ServerMetrics {
     inferenceError: (stage) => {
       this.inferenceErrors.inc({ model: stage });
     },
+    detectionRun: (streamId, kind, searchedShare) => {
+      this.detectionRuns.inc({ stream: streamId, kind });
+      // A share outside [0, 1] is a caller's bug; a counter must never go down.
+      if (searchedShare > 0) this.detectionSearched.inc({ stream: streamId, kind }, Math.min(1, searchedShare));
+    },
   };
 
   /** The model runtime's observer (ModelRuntime.observer). */
@@ -192,6 +240,11 @@ export class ServerMetrics {
     if (error) this.inferenceErrors.inc({ model: modelId });
     else this.inference.observe({ model: modelId }, ms / 1000);
   };
+
+  /** Stops the cores-busy sampler (its timer is unref'd, so forgetting this only leaks the timer). */
+  close(): void {
+    this.cores.stop();
+  }
 
   contentType(): string {
     return this.registry.contentType;

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { redactText } from '../redact.js';
 
 /**
  * Every error leaves the server as an RFC 9457 problem object (application/problem+json) with a
@@ -62,7 +63,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 export function toProblem(err: unknown, instance?: string): Problem {
   if (err instanceof FacestreamError) {
-    return problem(err.code, err.status, err.message, { instance, details: publicDetails(err.details) });
+    // Messages may quote a source or an ffmpeg line: never with its credentials.
+    return problem(err.code, err.status, redactText(err.message), { instance, details: publicDetails(err.details) });
   }
   const fe = err as FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[]; validationContext?: string };
   if (fe && Array.isArray(fe.validation)) {

@@ -6,6 +6,7 @@ import { errorMessage, FacestreamError } from '../errors.js';
 import { startHistory } from '../history/service.js';
 import { Enroller } from '../index/enroll.js';
 import { Gallery } from '../index/gallery.js';
+import { startMqtt } from '../integrations/mqtt/index.js';
 import { rootLogger, type Logger } from '../log.js';
 import { BUNDLED_MANIFEST, loadManifest } from '../models/manifest.js';
 import { ModelRuntime } from '../models/runtime.js';
@@ -15,9 +16,10 @@ import { FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { buildApp } from './app.js';
-import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type KeyEntry } from './auth.js';
+import { ApiKeys, generateKey, hashKey, parseConfiguredKey } from './auth.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
+import { PictureGate } from './picture-gate.js';
 import { ServerMetrics } from './metrics.js';
 import { ServerStore } from './store.js';
 import { StreamManager } from './streams.js';
@@ -56,16 +58,24 @@ export function packageVersion(): string {
 
 /**
  * API keys in force: the configured ones, else the stored hash of a generated key, else a new
- * key generated now (returned once so it can be printed; only its hash is stored).
+ * key generated now (returned once so it can be printed; only its hash is stored). Configured
+ * read-only keys without a configured write key keep the stored (or a new generated) write key:
+ * adding a read key for a dashboard must not leave the server with no key that may write.
+ * `readOnlyOnly` says that happened, so the start can say where the write key comes from.
  */
-export function resolveKeys(config: Config['server'], store: ServerStore, resetKey = false): { keys: ApiKeys; generated?: string; source: RunningServer['keySource'] } {
-  const configured: KeyEntry[] = [...config.auth.keys.map((k) => parseConfiguredKey(k, 'write')), ...config.auth.readOnlyKeys.map((k) => parseConfiguredKey(k, 'read'))];
-  if (configured.length) return { keys: new ApiKeys(configured), source: 'config' };
+export function resolveKeys(
+  config: Config['server'],
+  store: ServerStore,
+  resetKey = false,
+): { keys: ApiKeys; generated?: string; source: RunningServer['keySource']; readOnlyOnly: boolean } {
+  const write = config.auth.keys.map((k) => parseConfiguredKey(k, 'write'));
+  const read = config.auth.readOnlyKeys.map((k) => parseConfiguredKey(k, 'read'));
+  if (write.length) return { keys: new ApiKeys([...write, ...read]), source: 'config', readOnlyOnly: false };
   const stored = store.apiKeys();
-  if (stored.length && !resetKey) return { keys: new ApiKeys(stored), source: 'stored' };
+  if (stored.length && !resetKey) return { keys: new ApiKeys([...stored, ...read]), source: 'stored', readOnlyOnly: read.length > 0 };
   const key = generateKey();
   store.replaceApiKeys(hashKey(key), 'write');
-  return { keys: new ApiKeys(store.apiKeys()), generated: key, source: 'generated' };
+  return { keys: new ApiKeys([...store.apiKeys(), ...read]), generated: key, source: 'generated', readOnlyOnly: read.length > 0 };
 }
 
 /** Runs each model once so the first camera frame does not pay for session warm-up (readiness waits for it). */
@@ -99,11 +109,18 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     cleanup.length = 0;
   };
 
+  cleanup.push(() => metrics.close());
   try {
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
-    const { keys, generated, source } = resolveKeys(cfg.server, store, opts.resetKey);
+    const { keys, generated, source, readOnlyOnly } = resolveKeys(cfg.server, store, opts.resetKey);
+    if (readOnlyOnly) {
+      logger.warn(
+        { keySource: source },
+        `only read-only API keys are configured (server.auth.readOnlyKeys); the write key is the ${source === 'generated' ? 'one generated now' : `generated one stored in ${store.dir}`}. Set server.auth.keys to use your own.`,
+      );
+    }
 
     let analyzer = opts.analyzer;
     if (!analyzer) {
@@ -153,9 +170,16 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       metrics.setStreamState(s.id, s.state);
     }
 
+    if (cfg.mqtt.url) {
+      // Closed before the streams (cleanup runs in reverse): subscribers see them stopped, then "offline".
+      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
+      cleanup.push(() => mqtt.close());
+    }
+
     const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
 
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, keys, readiness, dataDir, version, history };
+    const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history };
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.

@@ -1,9 +1,11 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { IngestConfig } from '../config/sections/ingest.js';
 import type { SourcesConfig } from '../config/sections/server.js';
 import { FacestreamError } from '../errors.js';
 import { resolveSource, type ResolvedSource, type SourceSpec } from '../ingest/source.js';
+import { urlHost } from '../redact.js';
 
 /**
  * What an API user may point the server at. A stream source is a URL the server opens with
@@ -80,12 +82,83 @@ export function checkSource(spec: SourceSpec, policy: SourcesConfig, ingest: Ing
       }
       return { resolved, url: spec.url };
     }
-    case 'device':
+    case 'device': {
       if (!policy.allowDevices) throw refuse('device sources are not allowed on this server (server.sources.allowDevices)', spec);
-      return { resolved, url: spec.url };
+      if (resolved.format !== 'v4l2') {
+        // avfoundation / dshow name devices by index or name, never by path.
+        if (/[/\\]/.test(resolved.input)) throw refuse(`source ${spec.id}: ${resolved.format} devices are named, not given by path`, spec);
+        return { resolved, url: spec.url };
+      }
+      const real = checkDevicePath(resolved.input, policy, spec);
+      return { resolved: { ...resolved, input: real }, url: spec.url.startsWith('v4l2:') ? `v4l2:${real}` : real };
+    }
     case 'rtsp':
     case 'http':
       if (!policy.allowNetwork) throw refuse('network sources are not allowed on this server (server.sources.allowNetwork)', spec);
+      checkHost(spec.url, policy, spec);
       return { resolved, url: spec.url };
   }
+}
+
+/** `*` matches within one path segment, `?` one character; everything else literally. */
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
+  return new RegExp(`^${body}$`);
+}
+
+/**
+ * A v4l2 device path under server.sources.allowedDevices: the path as given and, when it exists,
+ * the path its symlinks lead to (which must be a character device). A path outside the list is
+ * refused with the same words whether or not it exists. Returns the path to open (the real one).
+ */
+function checkDevicePath(input: string, policy: SourcesConfig, spec: Pick<SourceSpec, 'id'>): string {
+  const patterns = policy.allowedDevices.map(globToRegExp);
+  const allowed = (p: string) => patterns.some((re) => re.test(p));
+  const notAllowed = () => refuse(`source ${spec.id}: devices may only be ${policy.allowedDevices.join(', ') || '(none)'} (server.sources.allowedDevices)`, spec);
+  const lexical = path.resolve(input);
+  if (!allowed(lexical)) throw notAllowed();
+  let real: string;
+  try {
+    real = fs.realpathSync(lexical);
+  } catch {
+    return lexical; // an allowed name that is not plugged in: ffmpeg reports NOT_FOUND, and retries
+  }
+  if (!allowed(real)) throw notAllowed();
+  if (!fs.statSync(real).isCharacterDevice()) throw refuse(`source ${spec.id}: ${lexical} is not a capture device`, spec);
+  return real;
+}
+
+/** A network source's host against server.sources.allowedHosts (empty: any). */
+function checkHost(url: string, policy: SourcesConfig, spec: Pick<SourceSpec, 'id'>): void {
+  if (policy.allowedHosts.length === 0) return;
+  const host = urlHost(url);
+  if (!host || !hostAllowed(host, policy.allowedHosts)) {
+    throw refuse(`source ${spec.id}: host ${host ?? '(none)'} is not in server.sources.allowedHosts`, spec);
+  }
+}
+
+/** Whether `host` (a name or an IP address, no brackets) matches one of `entries` (names, *.suffix, addresses, CIDR ranges). */
+export function hostAllowed(host: string, entries: readonly string[]): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  const family = net.isIP(h);
+  for (const raw of entries) {
+    const e = raw.trim().toLowerCase();
+    if (e.includes('/')) {
+      const [addr, bits] = e.split('/');
+      const fam = net.isIP(addr);
+      if (!family || !fam || family !== fam) continue;
+      const list = new net.BlockList();
+      const prefix = Number(bits);
+      if (!Number.isInteger(prefix) || prefix < 0 || prefix > (fam === 6 ? 128 : 32)) continue;
+      list.addSubnet(addr, prefix, fam === 6 ? 'ipv6' : 'ipv4');
+      if (list.check(h, family === 6 ? 'ipv6' : 'ipv4')) return true;
+    } else if (e.startsWith('*.')) {
+      if (!family && h.endsWith(e.slice(1))) return true;
+    } else if (family && net.isIP(e)) {
+      const list = new net.BlockList();
+      list.addAddress(e, net.isIP(e) === 6 ? 'ipv6' : 'ipv4');
+      if (list.check(h, family === 6 ? 'ipv6' : 'ipv4')) return true;
+    } else if (e === h) return true;
+  }
+  return false;
 }

@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { FacestreamError } from '../errors.js';
 import type { Role } from './auth.js';
+import { ensurePrivateDir, makePrivate } from '../private-files.js';
 
 /**
  * The server's own durable state in its data directory (SQLite, WAL): stream definitions, so that
@@ -67,10 +67,10 @@ export class ServerStore {
 
   constructor(readonly dir: string) {
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      ensurePrivateDir(dir);
       const file = path.join(dir, SERVER_DB_FILE);
       this.db = new Database(file);
-      fs.chmodSync(file, 0o600);
+      makePrivate(file, `${file}-wal`, `${file}-shm`);
     } catch (err) {
       throw new FacestreamError('CONFIG_INVALID', `cannot open the server data directory ${dir}: ${(err as Error).message}`, { dir }, { cause: err });
     }

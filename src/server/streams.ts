@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import type { IngestError } from '../ingest/errors.js';
-import { redactText, redactUrl, resolveSource, type SourceKind } from '../ingest/source.js';
+import { resolveSource, type SourceKind } from '../ingest/source.js';
+import { redactText, redactUrl, urlSecrets } from '../redact.js';
 import { FrameSource, type StreamState } from '../ingest/stream.js';
 import type { Logger } from '../log.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -230,8 +231,9 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     } catch (err) {
       // Restored streams whose source is no longer allowed (or gone) stay listed, failed, with the reason.
       const code = err instanceof FacestreamError ? err.code : 'SOURCE_FAILED';
-      this.setupErrors.set(def.id, { code, message: redactText(errorMessage(err)) });
-      this.logger.warn({ stream: def.id, code }, `stream ${def.id} cannot start: ${redactText(errorMessage(err))}`);
+      const message = redactText(errorMessage(err), urlSecrets(def.url));
+      this.setupErrors.set(def.id, { code, message });
+      this.logger.warn({ stream: def.id, code }, `stream ${def.id} cannot start: ${message}`);
       this.emitChange('state', def);
       return;
     }
@@ -293,7 +295,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       enabled: def.enabled,
       options: pickOptions(def),
       state,
-      error: setupError ?? (ingestError && state !== 'live' ? { code: ingestError.code, message: ingestError.message } : null),
+      error: setupError ?? (ingestError && state !== 'live' ? { code: ingestError.code, message: redactText(ingestError.message, urlSecrets(def.url)) } : null),
       inputFps: fresh && span > 0 ? (times.length - 1) / span : 0,
       fps: run && state === 'live' ? (stats?.fps ?? 0) : 0,
       stats: {

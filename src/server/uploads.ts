@@ -5,6 +5,8 @@ import { FacestreamError } from '../errors.js';
 export interface UploadedPicture {
   name: string;
   data: Buffer;
+  /** The multipart field (or JSON key) it came in. */
+  field?: string;
 }
 
 export interface Uploads {
@@ -25,8 +27,8 @@ export function fromBase64(value: string, name: string): Buffer {
 
 /**
  * The pictures of a request: multipart files (read one at a time; @fastify/multipart stops each
- * at limits.fileSize and refuses more than limits.files), or JSON `image` / `images[]` in base64.
- * `maxFiles` bounds the JSON form too.
+ * at limits.fileSize; a file part past `maxFiles` fails the request before it is read), or JSON
+ * `image` / `images[]` in base64. `maxFiles` bounds the JSON form too.
  */
 export async function readUploads(request: FastifyRequest, maxFiles: number): Promise<Uploads> {
   const pictures: UploadedPicture[] = [];
@@ -34,9 +36,12 @@ export async function readUploads(request: FastifyRequest, maxFiles: number): Pr
   if (request.isMultipart()) {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
+        // Refuse the first file past what the route takes before reading a byte of it: the
+        // rest of the body is never held, and the connection is closed after the answer.
+        if (pictures.length >= maxFiles) throw new FacestreamError('TOO_MANY_FILES', `at most ${maxFiles} picture${maxFiles === 1 ? '' : 's'} in this request (${part.fieldname} is one more)`, { limit: maxFiles });
         const data = await part.toBuffer();
         if (data.length === 0) throw new FacestreamError('EMPTY_FILE', `${part.filename || part.fieldname} is empty (0 bytes)`, { field: part.fieldname });
-        pictures.push({ name: part.filename || part.fieldname, data });
+        pictures.push({ name: part.filename || part.fieldname, data, field: part.fieldname });
       } else if (typeof part.value === 'string') {
         fields[part.fieldname] = part.value;
       }

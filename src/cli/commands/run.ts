@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { FrameSource } from '../../ingest/stream.js';
+import { redactText, urlHost } from '../../redact.js';
 import type { SourceSpec } from '../../ingest/source.js';
 import { Pipeline, type GalleryLike } from '../../pipeline/pipeline.js';
 import type { FrameResult } from '../../pipeline/result.js';
@@ -29,13 +30,8 @@ const isFileSource = (url: string) => !/^[a-z][a-z0-9+.-]*:/i.test(url) || url.s
 function streamIds(sources: string[]): string[] {
   const seen = new Map<string, number>();
   return sources.map((s) => {
-    let base = isFileSource(s) ? path.parse(s.replace(/^file:\/\//, '')).name : s.startsWith('lavfi:') ? 'lavfi' : (() => {
-      try {
-        return new URL(s).hostname || 'stream';
-      } catch {
-        return 'stream';
-      }
-    })();
+    // The host as ffmpeg parses it (user-info up to the last '@'), so no part of a password becomes an id.
+    let base = isFileSource(s) ? path.parse(s.replace(/^file:\/\//, '')).name : s.startsWith('lavfi:') ? 'lavfi' : (urlHost(s) ?? 'stream');
     base = base.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 48) || 'stream';
     const n = (seen.get(base) ?? 0) + 1;
     seen.set(base, n);
@@ -87,7 +83,7 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
     pipeline.addStream(id, { mode: realtime ? 'live' : 'offline', minFaceSize: opts.minFace, recognitionInterval: opts.recognitionInterval, source });
     source.on('frame', (frame) => pipeline.offer(frame));
     source.on('state', (change) => {
-      if (change.error) process.stderr.write(`facestream: stream ${id}: ${change.state}: ${change.error.message}\n`);
+      if (change.error) process.stderr.write(`facestream: stream ${id}: ${change.state}: ${redactText(change.error.message, source.source.secrets)}\n`);
       if (change.state === 'failed') failed.add(id);
       if (change.state === 'stopped' || change.state === 'failed') {
         ended.add(id);

@@ -32,7 +32,7 @@ function banner(server: RunningServer, demo: boolean): string {
     lines.push(
       server.keySource === 'config'
         ? '  API key:  one of the keys in your configuration (server.auth.keys)'
-        : `  API key:  the one printed when ${server.ctx.dataDir} was first used (lost it? restart with --reset-key)`,
+        : `  API key:  the one printed when ${server.ctx.dataDir} was first used (lost it? restart with --reset-key)${server.ctx.config.server.auth.readOnlyKeys.length ? '; your configured keys may only read' : ''}`,
     );
   }
   lines.push(`  API docs: ${u}/docs`, `  metrics:  ${u}/metrics`, '', 'Press Ctrl+C to stop.', '');

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { z } from 'zod';
 
 const batchSchema = (maxBatch: number, maxDelayMs: number) =>
@@ -18,6 +19,16 @@ export const pipelineSchema = z
      * frames are enough to keep the models busy while JavaScript glue runs (2-core machine: 4).
      */
     maxInFlight: z.int().min(1).max(64).default(4),
+    /**
+     * Analysis worker threads: detection, motion masks, alignment and the models run there, each
+     * worker with its own onnxruntime sessions, so the main thread only routes frames and results
+     * and every core is busy under load. Default: one per core. 0 runs them on the main thread
+     * and its one inference thread (the pre-pool behaviour). With a GPU, 1 worker with larger
+     * batches keeps one copy of each model on the device.
+     */
+    workers: z.int().min(0).max(64).default(Math.max(1, os.availableParallelism())),
+    /** onnxruntime intra-op threads per analysis worker: 1, because the workers already use every core. */
+    workerThreads: z.int().min(1).max(64).default(1),
     /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
     perStreamInFlight: z.int().min(1).max(8).default(2),
     /** Live frames older than this when their turn comes are dropped ("too-old"): latency stays bounded. */
@@ -59,9 +70,11 @@ export const pipelineSchema = z
         /**
          * When a track's new embedding is less similar than this to its previous one, a different
          * person has taken its place (scene cut, people crossing): the track gets a new id and a
-         * fresh vote. Same-person video frames score well above 0.5 with arcface-mbf-112.
+         * fresh vote. Empty: the embedding model's manifest `threshold.switchSimilarity` (cosine
+         * scales differ by model: 0.3 for arcface-mbf-112, whose same-person video frames score well
+         * above 0.5; 0.89 for faceapi-resnet34-150, where different people still score 0.78-0.89).
          */
-        switchSimilarity: z.number().min(-1).max(1).default(0.3),
+        switchSimilarity: z.number().min(-1).max(1).optional(),
       })
       .prefault({}),
   })

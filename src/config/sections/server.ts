@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compatSchema } from './compat.js';
 
 /**
  * Configuration of src/server: where it listens, who may use it, what it accepts, how live results
@@ -53,6 +54,14 @@ export const serverLimitsSchema = z
     maxFiles: z.int().min(1).max(1000).default(20),
     /** Largest gallery import body (a JSON export with embeddings and crops). */
     importBytes: z.int().min(1024).default(256 * 1024 * 1024),
+    /**
+     * Requests whose pictures are decoded and analysed at once (detect, analyze, identify,
+     * verify, enroll). Each holds at most one decoded picture of limits.maxDecodeSide per file
+     * and its detection working set; 2 leaves libuv's 4 threads room to serve files and the database.
+     */
+    concurrentPictures: z.int().min(1).max(256).default(2),
+    /** Picture requests waiting for a turn; more are refused with 503 at once (their bodies are already read: each holds up to pictureBodyBytes). */
+    queuedPictures: z.int().min(0).max(10_000).default(32),
   })
   .prefault({});
 
@@ -78,6 +87,20 @@ export const sourcesSchema = z
     allowLavfi: z.boolean().default(false),
     /** Allow local capture devices (/dev/videoN, avfoundation, dshow). */
     allowDevices: z.boolean().default(true),
+    /**
+     * Device paths a v4l2 source may name, as globs (`*` within one path segment), checked on the
+     * path and on where its symlinks lead. The default allows the Video4Linux capture nodes only,
+     * so `v4l2:/etc/shadow` or `v4l2:/dev/sda` is refused before ffmpeg opens anything.
+     */
+    allowedDevices: z.array(z.string().min(1)).default(['/dev/video*']),
+    /**
+     * Hosts network sources may connect to: names (`cam1.lan`, `*.cams.example.org`), IP
+     * addresses and CIDR ranges (`192.168.1.0/24`, `fd00::/8`). Names match names (a host given
+     * by address must be listed by address). Empty: any host (the default; set it on servers
+     * where API users must not reach other machines, e.g. to port-scan through error codes).
+     * ffmpeg follows HTTP redirects and HLS playlists to hosts this list does not see.
+     */
+    allowedHosts: z.array(z.string().min(1)).default([]),
     /** Allow network sources (rtsp, http, https). */
     allowNetwork: z.boolean().default(true),
     /** Most streams the server runs at once; each costs an ffmpeg process and decoding time. */
@@ -141,6 +164,7 @@ export const serverSchema = z
     sources: sourcesSchema,
     websocket: websocketSchema,
     demo: demoSchema,
+    compat: compatSchema,
   })
   .prefault({});
 

@@ -1,3 +1,27 @@
+import {
+  ATTR_I,
+  ATTR_INTS,
+  ATTR_NAME,
+  ATTR_TYPE,
+  ATTR_TYPE_INT,
+  ATTR_TYPE_INTS,
+  FLOAT,
+  GRAPH_INITIALIZER,
+  GRAPH_INPUT,
+  GRAPH_NODE,
+  GRAPH_VALUE_INFO,
+  MODEL_GRAPH,
+  NODE_ATTRIBUTE,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
+  NODE_OUTPUT,
+  TENSOR_DATA_TYPE,
+  TENSOR_DIMS,
+  TENSOR_FLOAT_DATA,
+  TENSOR_NAME,
+  TENSOR_RAW_DATA,
+} from './fields.js';
 import { Writer, WireType, decodeString, readFields, readVarint, type Field } from './protobuf.js';
 
 /**
@@ -6,28 +30,6 @@ import { Writer, WireType, decodeString, readFields, readVarint, type Field } fr
  * Field numbers are those of onnx.proto.
  */
 
-const MODEL_GRAPH = 7;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const GRAPH_VALUE_INFO = 13;
-const NODE_INPUT = 1;
-const NODE_OUTPUT = 2;
-const NODE_NAME = 3;
-const NODE_OP_TYPE = 4;
-const NODE_ATTRIBUTE = 5;
-const TENSOR_DIMS = 1;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_FLOAT_DATA = 4;
-const TENSOR_NAME = 8;
-const TENSOR_RAW_DATA = 9;
-const ATTR_NAME = 1;
-const ATTR_I = 3;
-const ATTR_INTS = 8;
-const ATTR_TYPE = 20;
-const ATTR_TYPE_INT = 2;
-const ATTR_TYPE_INTS = 7;
-const FLOAT = 1;
 
 export interface OnnxNode {
   opType: string;

@@ -4,7 +4,7 @@ import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
 import { nms, regress, square, type Candidate } from './boxes.js';
 import { BatchBuffers } from './buffers.js';
-import { pyramidLevels } from './pyramid.js';
+import { pyramidLevels, type PyramidLevel } from './pyramid.js';
 
 export interface DetectedFace {
   /** [x1, y1, x2, y2] in pixels of the input picture. */
@@ -52,18 +52,59 @@ export function emptyDetectTimings(): DetectTimings {
 
 interface Stage2Candidate extends Candidate {
   image: number;
+  /** The summed-area table the candidate's crops are pooled from (its window's, or the picture's). */
+  source: IntegralImage;
   landmarks?: Point[];
+}
+
+/**
+ * A rectangle of a picture that P-Net searches, with a pyramid of its own: the whole picture (a
+ * keyframe), a region where motion appeared, or a small window around a tracked face. Integer
+ * picture pixels, inside the picture.
+ */
+export interface SearchWindow {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** P-Net input sizes and scales; default pyramidLevels(width, height, minFaceSize, scaleFactor). */
+  levels?: PyramidLevel[];
+  /**
+   * A box that also goes straight to O-Net, skipping P-Net and R-Net: a tracked face's predicted
+   * box, which O-Net's box regression pulls onto the face where it now is.
+   */
+  seed?: Box;
+}
+
+/** One picture and the windows to search in it. */
+export interface SearchRequest {
+  image: RgbImage;
+  windows: readonly SearchWindow[];
+}
+
+/** The whole picture as one search window (what `detectBatch` searches). */
+export function wholePicture(image: { width: number; height: number }): SearchWindow {
+  return { x: 0, y: 0, width: image.width, height: image.height };
 }
 
 // Input normalisation shared by the three nets (manifest: (pixel - 127.5) * 0.0078125).
 const MEAN = 127.5;
 const SCALE = 0.0078125;
 
+/** One pyramid level of one window: a P-Net input plane. */
+interface LevelTask {
+  request: number;
+  window: SearchWindow;
+  level: PyramidLevel;
+  source: IntegralImage;
+}
+
 /**
  * MTCNN (Zhang et al. 2016): P-Net over an image pyramid proposes boxes, R-Net refines them,
  * O-Net scores them and places five landmarks. Several pictures go through together: P-Net runs
- * one batch per pyramid level for pictures of the same size (video frames of equal-size streams),
- * and R-Net and O-Net each run one batch holding every candidate of every picture.
+ * one batch per distinct pyramid-level size (video frames of equal-size streams share every level;
+ * the windows around tracked faces share canonical sizes), and R-Net and O-Net each run one batch
+ * holding every candidate of every picture.
  */
 export class MtcnnDetector {
   readonly timings: DetectTimings = emptyDetectTimings();
@@ -86,22 +127,55 @@ export class MtcnnDetector {
     return (await this.detectBatch([image], options))[0];
   }
 
-  async detectBatch(images: readonly RgbImage[], overrides?: Partial<MtcnnOptions>): Promise<DetectedFace[][]> {
+  /** Every face of every picture: the whole picture is searched (reference parity). */
+  detectBatch(images: readonly RgbImage[], overrides?: Partial<MtcnnOptions>): Promise<DetectedFace[][]> {
+    return this.searchBatch(
+      images.map((image) => ({ image, windows: [wholePicture(image)] })),
+      overrides,
+    );
+  }
+
+  /**
+   * The faces found inside the given windows of each picture (a face is found when P-Net proposes
+   * it inside a window; R-Net and O-Net then see its crop from the picture around it). Faces
+   * found by overlapping windows are merged by the cascade's NMS. The whole picture as the only
+   * window gives exactly `detectBatch`'s result.
+   */
+  async searchBatch(requests: readonly SearchRequest[], overrides?: Partial<MtcnnOptions>): Promise<DetectedFace[][]> {
     const opts = overrides ? { ...this.options, ...overrides } : this.options;
     const t = this.timings;
     const start = performance.now();
-    const integrals = images.map(() => this.freeIntegrals.pop() ?? new IntegralImage());
+    const integrals: IntegralImage[] = [];
     const borrowed: Float32Array[] = [];
     try {
-      let mark = performance.now();
-      images.forEach((img, i) => integrals[i].compute(img));
+      const mark = performance.now();
+      const tasks: LevelTask[] = [];
+      const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
+      requests.forEach((req, r) => {
+        for (const window of req.windows) {
+          const source = this.freeIntegrals.pop() ?? new IntegralImage();
+          integrals.push(source);
+          const whole = window.x <= 0 && window.y <= 0 && window.width >= req.image.width && window.height >= req.image.height;
+          // R-Net and O-Net crops of faces near a window's edge reach past it: sum a margin too.
+          const margin = Math.ceil(Math.min(window.width, window.height) / 2);
+          source.compute(req.image, whole ? undefined : { x: window.x - margin, y: window.y - margin, width: window.width + 2 * margin, height: window.height + 2 * margin });
+          const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
+          for (const level of levels) tasks.push({ request: r, window, level, source });
+          if (window.seed) seeds.push({ box: window.seed, image: r, source });
+        }
+      });
       t.integralMs += performance.now() - mark;
 
-      const proposals = await this.proposeAll(images, integrals, opts, borrowed);
-      const refined = await this.refine(proposals, images, integrals, opts, borrowed);
-      const results = await this.output(refined, images, integrals, opts, borrowed);
+      const proposals = await this.propose(requests, tasks, opts, borrowed);
+      const refined = await this.refine(proposals, requests, opts, borrowed);
+      for (const seed of seeds) {
+        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image, source: seed.source };
+        square(c);
+        refined.push(c);
+      }
+      const results = await this.output(refined, requests, opts, borrowed);
       t.calls += 1;
-      t.images += images.length;
+      t.images += requests.length;
       t.totalMs += performance.now() - start;
       return results;
     } finally {
@@ -110,76 +184,63 @@ export class MtcnnDetector {
     }
   }
 
-  /** Stage 1: P-Net over the pyramid of every picture; same-size pictures share each batch. */
-  private async proposeAll(images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
-    const groups = new Map<string, number[]>();
-    images.forEach((img, i) => {
-      const key = `${img.width}x${img.height}`;
-      const g = groups.get(key);
-      if (g) g.push(i);
-      else groups.set(key, [i]);
-    });
-    const out: Stage2Candidate[] = [];
-    for (const members of groups.values()) {
-      const perImage = await this.proposeGroup(members, images[members[0]], integrals, opts, borrowed);
-      const mark = performance.now();
-      members.forEach((imageIndex, k) => {
-        for (const c of nms(perImage[k], 0.7, 'union')) {
-          regress(c, 0);
-          square(c);
-          out.push({ ...c, image: imageIndex });
-        }
-      });
-      this.timings.nmsMs += performance.now() - mark;
-    }
-    return out;
-  }
-
-  private async proposeGroup(members: number[], shape: RgbImage, integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Candidate[][]> {
+  /** Stage 1: P-Net on every level of every window, one batch per distinct level size. */
+  private async propose(requests: readonly SearchRequest[], tasks: LevelTask[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
     const t = this.timings;
-    const perImage: Candidate[][] = members.map(() => []);
-    const threshold = opts.thresholds[0];
-    const levels = pyramidLevels(shape.width, shape.height, opts.minFaceSize, opts.scaleFactor);
+    const groups = new Map<string, LevelTask[]>();
+    for (const task of tasks) {
+      const key = `${task.level.width}x${task.level.height}`;
+      const g = groups.get(key);
+      if (g) g.push(task);
+      else groups.set(key, [task]);
+    }
     const runs: Promise<Record<string, import('../../models/runtime.js').Tensor>>[] = [];
     const pnetStart = performance.now();
     let pooling = 0;
-    for (const level of levels) {
+    for (const members of groups.values()) {
       const mark = performance.now();
-      const plane = level.width * level.height;
+      const { width, height } = members[0].level;
+      const plane = width * height;
       const batch = this.buffers.take(members.length * 3 * plane);
-      members.forEach((imageIndex, k) => {
-        integrals[imageIndex].poolInto(0, 0, shape.width, shape.height, level.width, level.height, batch, k * 3 * plane, MEAN, SCALE);
+      members.forEach((task, k) => {
+        const w = task.window;
+        task.source.poolInto(w.x, w.y, w.width, w.height, width, height, batch, k * 3 * plane, MEAN, SCALE);
       });
       pooling += performance.now() - mark;
-      // Started at once: on the inference thread this level runs while the next one is pooled.
-      runs.push(this.pnet.run(batch, [members.length, 3, level.height, level.width], (b) => borrowed.push(b)));
+      // Started at once: on the inference thread this batch runs while the next one is pooled.
+      runs.push(this.pnet.run(batch, [members.length, 3, height, width], (b) => borrowed.push(b)));
     }
     const outputs = await Promise.all(runs);
     t.pyramidMs += pooling;
     t.pnetMs += performance.now() - pnetStart - pooling;
     const scanStart = performance.now();
-    levels.forEach((level, li) => {
-      const out = outputs[li];
+    const threshold = opts.thresholds[0];
+    // Per request, per window and level in the order given: the reference's order for one picture.
+    const found = new Map<LevelTask, Candidate[]>();
+    [...groups.values()].forEach((members, gi) => {
+      const out = outputs[gi];
       const prob = out.prob.data as Float32Array;
       const reg = out.reg.data as Float32Array;
       const [, , oh, ow] = out.prob.dims as number[];
       const cells = oh * ow;
-      const inv = Math.fround(level.scale);
-      for (let k = 0; k < members.length; k++) {
+      members.forEach((task, k) => {
+        const inv = Math.fround(task.level.scale);
+        const ox = task.window.x;
+        const oy = task.window.y;
         const probBase = (k * 2 + 1) * cells;
         const regBase = k * 4 * cells;
-        const found: Candidate[] = [];
+        const list: Candidate[] = [];
         for (let cell = 0; cell < cells; cell++) {
           const score = prob[probBase + cell];
           if (score < threshold) continue;
           const i = (cell / ow) | 0;
           const j = cell - i * ow;
           // The reference computes these in float32; fround keeps borderline floors identical.
-          found.push({
-            x1: Math.floor(Math.fround((2 * j + 1) / inv)),
-            y1: Math.floor(Math.fround((2 * i + 1) / inv)),
-            x2: Math.floor(Math.fround((2 * j + 12) / inv)),
-            y2: Math.floor(Math.fround((2 * i + 12) / inv)),
+          list.push({
+            x1: ox + Math.floor(Math.fround((2 * j + 1) / inv)),
+            y1: oy + Math.floor(Math.fround((2 * i + 1) / inv)),
+            x2: ox + Math.floor(Math.fround((2 * j + 12) / inv)),
+            y2: oy + Math.floor(Math.fround((2 * i + 12) / inv)),
             score,
             dx1: reg[regBase + cell],
             dy1: reg[regBase + cells + cell],
@@ -187,23 +248,36 @@ export class MtcnnDetector {
             dy2: reg[regBase + 3 * cells + cell],
           });
         }
-        if (found.length) perImage[k].push(...nms(found, 0.5, 'union'));
+        if (list.length) found.set(task, nms(list, 0.5, 'union'));
+      });
+    });
+    const perRequest: (Candidate & { source: IntegralImage })[][] = requests.map(() => []);
+    for (const task of tasks) {
+      const list = found.get(task);
+      if (list) for (const c of list) perRequest[task.request].push({ ...c, source: task.source });
+    }
+    const out: Stage2Candidate[] = [];
+    perRequest.forEach((cands, image) => {
+      for (const c of nms(cands, 0.7, 'union')) {
+        regress(c, 0);
+        square(c);
+        out.push({ ...c, image });
       }
     });
     t.nmsMs += performance.now() - scanStart;
-    return perImage;
+    return out;
   }
 
   /**
    * Crops every candidate's (truncated) box from its picture and area-resizes it to size x size
    * into one batch. Returns the batch and the candidates that produced a crop.
    */
-  private cropBatch(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], size: number, padding: MtcnnOptions['cropPadding'], borrowed: Float32Array[]) {
+  private cropBatch(cands: Stage2Candidate[], requests: readonly SearchRequest[], size: number, padding: MtcnnOptions['cropPadding']) {
     const plane = size * size;
     const batch = this.buffers.take(cands.length * 3 * plane);
     const used: Stage2Candidate[] = [];
     for (const c of cands) {
-      const { width: w, height: h } = images[c.image];
+      const { width: w, height: h } = requests[c.image].image;
       // 1-based inclusive pixel box, as the reference's pad(): x = trunc(x1) .. ex = trunc(x2).
       let x = Math.trunc(c.x1);
       let y = Math.trunc(c.y1);
@@ -218,18 +292,18 @@ export class MtcnnDetector {
       const srcW = ex - x + 1;
       const srcH = ey - y + 1;
       if (srcW <= 0 || srcH <= 0) continue;
-      integrals[c.image].poolInto(x - 1, y - 1, srcW, srcH, size, size, batch, used.length * 3 * plane, MEAN, SCALE);
+      c.source.poolInto(x - 1, y - 1, srcW, srcH, size, size, batch, used.length * 3 * plane, MEAN, SCALE);
       used.push(c);
     }
     return { batch: used.length === cands.length ? batch : batch.subarray(0, used.length * 3 * plane), used };
   }
 
   /** Stage 2: R-Net on every proposal of every picture in one batch. */
-  private async refine(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
+  private async refine(cands: Stage2Candidate[], requests: readonly SearchRequest[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<Stage2Candidate[]> {
     if (cands.length === 0) return [];
     const t = this.timings;
     let mark = performance.now();
-    const { batch, used } = this.cropBatch(cands, images, integrals, 24, opts.cropPadding, borrowed);
+    const { batch, used } = this.cropBatch(cands, requests, 24, opts.cropPadding);
     t.cropMs += performance.now() - mark;
     if (used.length === 0) return [];
     t.rnetCandidates += used.length;
@@ -243,7 +317,7 @@ export class MtcnnDetector {
     used.forEach((c, k) => {
       const score = prob[k * 2 + 1];
       if (!(score > opts.thresholds[1])) return;
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image };
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source };
       const list = byImage.get(c.image);
       if (list) list.push(next);
       else byImage.set(c.image, [next]);
@@ -261,12 +335,12 @@ export class MtcnnDetector {
   }
 
   /** Stage 3: O-Net scores, final regression and landmarks, then NMS by overlap of the smaller box. */
-  private async output(cands: Stage2Candidate[], images: readonly RgbImage[], integrals: IntegralImage[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<DetectedFace[][]> {
-    const results: DetectedFace[][] = images.map(() => []);
+  private async output(cands: Stage2Candidate[], requests: readonly SearchRequest[], opts: MtcnnOptions, borrowed: Float32Array[]): Promise<DetectedFace[][]> {
+    const results: DetectedFace[][] = requests.map(() => []);
     if (cands.length === 0) return results;
     const t = this.timings;
     let mark = performance.now();
-    const { batch, used } = this.cropBatch(cands, images, integrals, 48, opts.cropPadding, borrowed);
+    const { batch, used } = this.cropBatch(cands, requests, 48, opts.cropPadding);
     t.cropMs += performance.now() - mark;
     if (used.length === 0) return results;
     t.onetCandidates += used.length;
@@ -285,7 +359,7 @@ export class MtcnnDetector {
       const h = c.y2 - c.y1 + 1;
       const landmarks: Point[] = [];
       for (let p = 0; p < 5; p++) landmarks.push([w * lm[k * 10 + p] + c.x1 - 1, h * lm[k * 10 + 5 + p] + c.y1 - 1]);
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, landmarks };
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source, landmarks };
       regress(next, 1);
       const list = byImage.get(c.image);
       if (list) list.push(next);

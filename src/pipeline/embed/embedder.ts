@@ -51,6 +51,14 @@ export class Embedder {
     return this.spec.threshold?.similarity;
   }
 
+  /**
+   * Cosine similarity under which two embeddings of one track are taken for different people: the
+   * manifest's `threshold.switchSimilarity`, else 0.3 (arcface-mbf-112's scale).
+   */
+  get defaultSwitchSimilarity(): number {
+    return this.spec.threshold?.switchSimilarity ?? 0.3;
+  }
+
   get inputSize(): readonly [number, number] {
     return this.spec.crop.size;
   }

@@ -8,6 +8,7 @@ import { decodeCrop } from '../../index/crop.js';
 import type { EnrollReport } from '../../index/enroll.js';
 import { exportGallery, importGallery } from '../../index/transfer.js';
 import type { ServerContext } from '../context.js';
+import { clientGoneSignal } from '../picture-gate.js';
 import { problem, PROBLEM_CONTENT_TYPE } from '../problem.js';
 import { base64Picture, IDENTITY_ID_PATTERN, multipartBody, responses, templateSchema } from '../schemas.js';
 import { bodyTooLarge, byteLimit, readUploads } from '../uploads.js';
@@ -15,7 +16,7 @@ import { rateLimitOf } from './streams.js';
 
 const identity = { $ref: 'Identity#' } as const;
 const identityParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 256, description: 'identity id (or a unique name)' } } } as const;
-const templateParams = { type: 'object', additionalProperties: false, required: ['templateId'], properties: { templateId: { type: 'string', pattern: '^[0-9]{1,18}$' } } } as const;
+const templateParams = { type: 'object', additionalProperties: false, required: ['templateId'], properties: { templateId: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$', description: 'a template id as the API gave it (22 characters, not guessable)' } } } as const;
 
 const enrollReportSchema = {
   type: 'object',
@@ -141,7 +142,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
     if (pictures.length === 0) throw new FacestreamError('BAD_REQUEST', 'no picture in the request (multipart files, or JSON image / images[])', {});
     const allowLargest = body.allowLargest ?? (fields.allowLargest === undefined ? undefined : fields.allowLargest === 'true');
     const started = performance.now();
-    const report: EnrollReport = await ctx.enroller.enrollPictures(target, pictures, { allowLargest });
+    const report: EnrollReport = await ctx.pictureGate.run(clientGoneSignal(reply), () => ctx.enroller.enrollPictures(target, pictures, { allowLargest }));
     ctx.metrics.observeStage('decode', report.timings.decodeMs);
     req.log.debug({ ms: performance.now() - started, added: report.added.length }, 'enrolled');
     if (report.added.length === 0) {
@@ -203,7 +204,11 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get(
     '/api/v1/templates/:templateId/crop',
-    { schema: { tags: ['gallery'], summary: 'The stored face crop of a template', params: templateParams, response: responses({ 200: { type: 'string', format: 'binary' } }) } },
+    {
+      // A face crop is biometric data, like the export: write keys only.
+      config: { access: 'write' },
+      schema: { tags: ['gallery'], summary: 'The stored face crop of a template', description: 'Biometric data: needs a write key.', params: templateParams, response: responses({ 200: { type: 'string', format: 'binary' } }) },
+    },
     async (req, reply) => {
       const id = (req.params as { templateId: string }).templateId;
       const crop = gallery().templateCrop(id);

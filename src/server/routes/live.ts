@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.js';
+import { problem, sendProblem } from '../problem.js';
 import { responses } from '../schemas.js';
 
 const liveQuery = {
@@ -21,6 +22,14 @@ export function liveRoutes(app: FastifyInstance, ctx: ServerContext): void {
     {
       websocket: true,
       config: { access: 'read' },
+      // Browsers let any page open a WebSocket to any server, with the user's cookies and a key the
+      // page may hold: a connection from a browser must come from this server's own pages or an
+      // origin listed in server.cors.origins. Clients that are not browsers send no Origin.
+      preValidation: async (req, reply) => {
+        const origin = req.headers.origin;
+        if (origin === undefined || originAllowed(origin, req.host, ctx.config.server.cors.origins)) return;
+        return sendProblem(reply, problem('FORBIDDEN', 403, `WebSocket connections from ${origin} are not allowed (server.cors.origins)`));
+      },
       schema: {
         tags: ['live'],
         summary: 'WebSocket (subprotocol facestream.v1): per-frame results, optional JPEG frames, stream/appearance/gallery events',
@@ -37,4 +46,20 @@ export function liveRoutes(app: FastifyInstance, ctx: ServerContext): void {
       ctx.hub.attach(socket, req.role ?? 'open', { streams, jpeg });
     },
   );
+}
+
+/**
+ * Whether a browser's Origin may use this server: its own origin (same host and port as the
+ * request's Host), or one listed in server.cors.origins ("*": any). "null" origins (sandboxed
+ * frames, file: pages) are only allowed by "*".
+ */
+export function originAllowed(origin: string, host: string, corsOrigins: readonly string[]): boolean {
+  if (corsOrigins.includes('*')) return true;
+  if (corsOrigins.includes(origin)) return true;
+  try {
+    const u = new URL(origin);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.host === host.toLowerCase();
+  } catch {
+    return false;
+  }
 }

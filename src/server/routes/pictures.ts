@@ -1,10 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError } from '../../errors.js';
 import { decodeImage, type DecodedImage } from '../../image/decode.js';
 import { largestFace, type AnalyzedFace } from '../../pipeline/analyzer.js';
 import { cosineSimilarity } from '../../pipeline/embed/vector.js';
 import type { ServerContext } from '../context.js';
 import { base64Picture, boxSchema, IDENTITY_ID_PATTERN, multipartBody, pointSchema, responses } from '../schemas.js';
+import { clientGoneSignal } from '../picture-gate.js';
 import { readUploads, type UploadedPicture } from '../uploads.js';
 import { rateLimitOf } from './streams.js';
 
@@ -48,13 +49,18 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return img;
   };
 
-  const onePicture = async (req: FastifyRequest): Promise<DecodedImage> => {
+  /** The request's one picture, read, then decoded and analysed by `work` with a turn of the picture gate. */
+  const onePicture = async <T>(req: FastifyRequest, reply: FastifyReply, work: (img: DecodedImage) => Promise<T>): Promise<T> => {
     const { pictures } = await readUploads(req, 1);
     if (pictures.length !== 1) throw new FacestreamError('BAD_REQUEST', `send exactly one picture (got ${pictures.length})`, { pictures: pictures.length });
-    return decode(pictures[0]);
+    return ctx.pictureGate.run(clientGoneSignal(reply), async () => work(await decode(pictures[0])));
   };
 
-  const minFace = (req: FastifyRequest) => (req.query as { minFaceSize?: number }).minFaceSize;
+  /** The smallest face asked for, in decoded pixels (pictures larger than limits.maxDecodeSide are shrunk). */
+  const minFace = (req: FastifyRequest, img: DecodedImage) => {
+    const asked = (req.query as { minFaceSize?: number }).minFaceSize;
+    return asked === undefined ? undefined : Math.max(1, asked / img.scale);
+  };
 
   const body = (description: string) => ({ content: { 'application/json': { schema: oneImageJson }, 'multipart/form-data': { schema: multipartBody(description) } } });
 
@@ -64,11 +70,11 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
       ...common,
       schema: { tags: ['pictures'], summary: 'Find faces in a picture (boxes, scores, 5 landmarks)', querystring: query, body: body('one picture file'), response: responses({ 200: pictureResult(faceBase) }) },
     },
-    async (req) => {
-      const img = await onePicture(req);
-      const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req) });
-      return { width: img.width, height: img.height, faces };
-    },
+    async (req, reply) =>
+      onePicture(req, reply, async (img) => {
+        const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req, img) });
+        return { width: img.originalWidth, height: img.originalHeight, faces: faces.map((f) => inPicture(f, img.scale)) };
+      }),
   );
 
   app.post(
@@ -77,11 +83,15 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
       ...common,
       schema: { tags: ['pictures'], summary: 'Faces with estimated age and gender', querystring: query, body: body('one picture file'), response: responses({ 200: pictureResult({ ...faceBase, ...attributes }) }) },
     },
-    async (req) => {
-      const img = await onePicture(req);
-      const [faces] = await analyzer.analyze([img], { embed: false, minFaceSize: minFace(req) });
-      return { width: img.width, height: img.height, faces: faces.map((f) => ({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null })) };
-    },
+    async (req, reply) =>
+      onePicture(req, reply, async (img) => {
+        const [faces] = await analyzer.analyze([img], { embed: false, minFaceSize: minFace(req, img) });
+        return {
+          width: img.originalWidth,
+          height: img.originalHeight,
+          faces: faces.map((f) => inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null }, img.scale)),
+        };
+      }),
   );
 
   app.post(
@@ -96,18 +106,18 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         response: responses({ 200: pictureResult({ ...faceBase, ...attributes, match: { anyOf: [candidate, { type: 'null' }] }, candidates: { type: 'array', items: candidate } }) }),
       },
     },
-    async (req) => {
-      const img = await onePicture(req);
-      const k = (req.query as { k: number }).k;
-      const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req) });
-      const started = performance.now();
-      const out = faces.map((f) => {
-        const { match, candidates } = ctx.gallery.identify(f.embedding!, k);
-        return { ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, match, candidates };
-      });
-      if (faces.length) metrics.observeStage('match', performance.now() - started);
-      return { width: img.width, height: img.height, faces: out };
-    },
+    async (req, reply) =>
+      onePicture(req, reply, async (img) => {
+        const k = (req.query as { k: number }).k;
+        const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req, img) });
+        const started = performance.now();
+        const out = faces.map((f) => {
+          const { match, candidates } = ctx.gallery.identify(f.embedding!, k);
+          return inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, match, candidates }, img.scale);
+        });
+        if (faces.length) metrics.observeStage('match', performance.now() - started);
+        return { width: img.originalWidth, height: img.originalHeight, faces: out };
+      }),
   );
 
   const verifySchema = {
@@ -145,20 +155,22 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         response: responses({ 200: verifySchema }),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { pictures, fields } = await readUploads(req, 2);
       const identityId = fields.identityId;
       const want = identityId ? 1 : 2;
       if (pictures.length !== want) throw new FacestreamError('BAD_REQUEST', identityId ? 'send one picture with identityId' : 'send two pictures (or one picture and identityId)', { pictures: pictures.length });
-      const images = await Promise.all(pictures.map(decode));
-      const analyzed = await analyzer.analyze(images, { attributes: false });
+      const { images, analyzed } = await ctx.pictureGate.run(clientGoneSignal(reply), async () => {
+        const decoded = await Promise.all(pictures.map(decode));
+        return { images: decoded, analyzed: await analyzer.analyze(decoded, { attributes: false }) };
+      });
       const chosen = analyzed.map((faces, i) => {
         const face = largestFace(faces) as AnalyzedFace | undefined;
         if (!face) throw new FacestreamError('NO_FACE', `no face found in ${pictures[i].name}`, { picture: pictures[i].name });
         return face;
       });
       const minSimilarity = ctx.gallery.minSimilarity;
-      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: f.box, score: f.score }));
+      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: inPicture(f, images[i].scale).box, score: f.score }));
       if (identityId) {
         const r = ctx.gallery.identitySimilarity(identityId, chosen[0].embedding!);
         return { similarity: r.similarity, match: r.similarity >= minSimilarity, minSimilarity, faces, identityId: ctx.gallery.requireIdentity(identityId).id, templateId: r.templateId };
@@ -167,4 +179,10 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
       return { similarity, match: similarity >= minSimilarity, minSimilarity, faces, identityId: null, templateId: null };
     },
   );
+}
+
+/** A face found in a shrunk picture, in the picture's own pixels (box and landmarks times `scale`). */
+function inPicture<F extends { box: number[]; landmarks?: number[][] }>(face: F, scale: number): F {
+  if (scale === 1) return face;
+  return { ...face, box: face.box.map((v) => v * scale), ...(face.landmarks ? { landmarks: face.landmarks.map((p) => p.map((v) => v * scale)) } : {}) };
 }

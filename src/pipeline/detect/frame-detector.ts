@@ -1,0 +1,97 @@
+import type { Box, RgbImage } from '../../image/types.js';
+import type { DetectionKind } from '../metrics.js';
+import { updateMotion, type MotionBackground, type MotionParams } from '../motion/motion-mask.js';
+import { wholePicture, type DetectedFace, type MtcnnDetector, type SearchRequest, type SearchWindow } from './mtcnn.js';
+import { motionWindows, refineWindows, searchedShare, type TrackedSearchParams } from './search-plan.js';
+
+/**
+ * What to detect in one frame. 'full': the whole picture. 'tracked': the windows around the
+ * tracked faces' predicted boxes, and the motion outside them; the whole picture when `keyframe`
+ * is set or when motion covers too much of it.
+ */
+export interface FrameDetectRequest {
+  frame: RgbImage;
+  minFaceSize: number;
+  mode: 'full' | 'tracked';
+  /** Search the whole picture (the keyframe interval has passed, or the stream just started). */
+  keyframe: boolean;
+  /** Motion over too much of the picture may turn this frame into a keyframe (not too soon after the last one). */
+  motionMayKeyframe: boolean;
+  /** Predicted boxes of the stream's tracked faces ('tracked' mode). */
+  tracks: Box[];
+  /** The stream's motion background ('tracked' mode): updated in place by this frame. */
+  motion?: MotionBackground;
+}
+
+export interface FrameDetectResult {
+  faces: DetectedFace[];
+  /** The searches this frame got and the share of the picture each covered. */
+  runs: { kind: DetectionKind; share: number }[];
+  /** Share of the picture's motion cells that changed (0 without a motion mask). */
+  motionShare: number;
+}
+
+export interface FrameDetectorParams {
+  tracked: TrackedSearchParams;
+  motion: MotionParams;
+  /** Faces under this final score are dropped (config detector.minScore). */
+  minScore: number;
+  /** Pyramid scale step (config detector.scaleFactor): windows search the stream's own pyramid levels. */
+  scaleFactor: number;
+  /** Send tracked faces' predicted boxes straight to O-Net as well. */
+  seeds?: boolean;
+}
+
+/**
+ * Runs the detection a frame asked for with one MTCNN: turns each request into search windows
+ * (the motion mask first, in 'tracked' mode), searches every request of the batch in one cascade
+ * pass per minimum face size, and reports what was searched. The same code runs on the analysis
+ * workers and, without workers, on the main thread.
+ */
+export class FrameDetector {
+  constructor(
+    private readonly detector: MtcnnDetector,
+    private readonly params: FrameDetectorParams,
+  ) {}
+
+  async detect(requests: readonly FrameDetectRequest[]): Promise<FrameDetectResult[]> {
+    const plans = requests.map((r) => this.plan(r));
+    const results: FrameDetectResult[] = plans.map((p) => ({ faces: [], runs: p.runs, motionShare: p.motionShare }));
+    // Frames with different minimum face sizes cannot share a pyramid.
+    const groups = new Map<number, number[]>();
+    requests.forEach((r, i) => {
+      if (plans[i].windows.length === 0) return;
+      const g = groups.get(r.minFaceSize);
+      if (g) g.push(i);
+      else groups.set(r.minFaceSize, [i]);
+    });
+    for (const [minFaceSize, members] of groups) {
+      const search: SearchRequest[] = members.map((i) => ({ image: requests[i].frame, windows: plans[i].windows }));
+      const found = await this.detector.searchBatch(search, { minFaceSize });
+      members.forEach((i, k) => (results[i].faces = found[k].filter((f) => f.score >= this.params.minScore)));
+    }
+    return results;
+  }
+
+  private plan(r: FrameDetectRequest): { windows: SearchWindow[]; runs: FrameDetectResult['runs']; motionShare: number } {
+    const picture = r.frame;
+    const full = () => ({ windows: [wholePicture(picture)], runs: [{ kind: 'full' as const, share: 1 }] });
+    if (r.mode === 'full') return { ...full(), motionShare: 0 };
+    // The background follows every frame, keyframes included.
+    const motion = r.motion ? updateMotion(picture, r.motion, this.params.motion) : { boxes: [], changedShare: 0 };
+    if (r.keyframe) return { ...full(), motionShare: motion.changedShare };
+    const refine = refineWindows(r.tracks, this.params.tracked, r.minFaceSize, this.params.scaleFactor, this.params.seeds);
+    const moving = motionWindows(motion.boxes, refine, picture, r.minFaceSize, this.params.tracked);
+    const motionCover = searchedShare(moving, picture);
+    const runs: FrameDetectResult['runs'] = [];
+    if (refine.length) runs.push({ kind: 'refine', share: searchedShare(refine, picture) });
+    if (motionCover > this.params.tracked.keyframeShare) {
+      // Motion everywhere (a crowd, a moving camera, a change of light) says nothing about where
+      // new faces are: search the whole picture, but not more often than keyframeGapMs allows.
+      if (r.motionMayKeyframe) return { ...full(), motionShare: motion.changedShare };
+      return { windows: refine, runs, motionShare: motion.changedShare };
+    }
+    if (moving.length) runs.push({ kind: 'motion', share: motionCover });
+    return { windows: [...refine, ...moving], runs, motionShare: motion.changedShare };
+  }
+}
