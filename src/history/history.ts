@@ -94,8 +94,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   private closed = false;
   /** Counters for tests and the benchmark. */
   readonly counts = { stored: 0, dropped: 0, skipped: 0 };
-  /** Stream and track -> appearance id of the last appearances that ended (insertion order: oldest first). */
-  private readonly recentlyEnded = new Map<string, number>();
+  /** Stream and track -> the last appearances that ended (insertion order: oldest first). */
+  private readonly recentlyEnded = new Map<string, { id: number; streamId: string; identityId: string | null }>();
   /** Rows and bytes per kind, read once at open and kept up to date (a GROUP BY per write would scan the table). */
   private readonly used: Usage;
 
@@ -158,13 +158,32 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
 
   /**
    * The appearances of these tracks of a stream, going on now or ended recently (a "left" event
-   * comes after its track ended): id and crop URL, for WebSocket and MQTT events.
+   * comes after its track ended): id and crop URL, for WebSocket and MQTT events. An appearance
+   * opened ahead of its first frame has no crop until that frame is seen (404 meanwhile).
    */
-  openRefs(streamId: string, trackIds: readonly number[]): { id: number; trackId: number; cropUrl: string }[] {
+  openRefs(streamId: string, trackIds: readonly number[], opts: { current?: boolean } = {}): { id: number; trackId: number; cropUrl: string }[] {
     return trackIds.flatMap((t) => {
-      const id = this.recorder.byTrack(streamId, t)?.id ?? this.recentlyEnded.get(`${streamId}\0${t}`);
+      // `current`: the tracks are in view now (an "appeared" event), so their appearances exist even if not opened yet.
+      const id = this.recorder.byTrack(streamId, t)?.id ?? this.recentlyEnded.get(`${streamId}\0${t}`)?.id ?? (opts.current ? this.recorder.ensure(streamId, t).id : undefined);
       return id === undefined ? [] : [{ id, trackId: t, cropUrl: `${URL_BASE}/${id}/crop` }];
     });
+  }
+
+  /**
+   * The appearances behind a presence event (WebSocket and MQTT "appeared" / "left"): by its tracks,
+   * or, when it names none ("left" comes after the tracks ended), the identity's latest one on the stream.
+   */
+  eventRefs(streamId: string, trackIds: readonly number[], identityId: string | null, appeared: boolean): { id: number; trackId: number; cropUrl: string }[] {
+    if (trackIds.length) return this.openRefs(streamId, trackIds, { current: appeared });
+    return identityId ? this.latestRefs(streamId, identityId) : [];
+  }
+
+  /** The latest appearance of an identity on a stream, going on or ended recently. */
+  latestRefs(streamId: string, identityId: string): { id: number; trackId: number; cropUrl: string }[] {
+    const open = this.recorder.open().filter((a) => a.streamId === streamId && a.identity?.id === identityId);
+    if (open.length) return open.map((a) => ({ id: a.id, trackId: a.trackId, cropUrl: `${URL_BASE}/${a.id}/crop` }));
+    const ended = [...this.recentlyEnded].reverse().find(([, e]) => e.streamId === streamId && e.identityId === identityId);
+    return ended ? [{ id: ended[1].id, trackId: Number(ended[0].split('\0')[1]), cropUrl: `${URL_BASE}/${ended[1].id}/crop` }] : [];
   }
 
   /** Stored rows and bytes per kind. */
@@ -190,7 +209,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       return;
     }
     this.queue.push(a);
-    this.recentlyEnded.set(`${a.streamId}\0${a.trackId}`, a.id);
+    this.recentlyEnded.set(`${a.streamId}\0${a.trackId}`, { id: a.id, streamId: a.streamId, identityId: a.identity?.id ?? null });
     if (this.recentlyEnded.size > RECENTLY_ENDED) this.recentlyEnded.delete(this.recentlyEnded.keys().next().value!);
     this.opts.metrics.queue.set(this.queue.length);
     if (!this.writing) {

@@ -67,32 +67,51 @@ export class AppearanceRecorder {
     return this.streams.get(streamId)?.open.get(trackId);
   }
 
+  private stream(id: string): StreamState {
+    let s = this.streams.get(id);
+    if (!s) this.streams.set(id, (s = { frames: 0, open: new Map() }));
+    return s;
+  }
+
+  private openFor(s: StreamState, streamId: string, trackId: number, at: number): OpenAppearance {
+    let a = s.open.get(trackId);
+    if (!a) {
+      a = {
+        id: this.nextId++,
+        streamId,
+        trackId,
+        startedAt: at,
+        lastSeenAt: at,
+        lastSeenFrame: s.frames,
+        lastSeenWall: Date.now(),
+        frames: 0,
+        identity: null,
+        similarity: new Map(),
+        candidates: [],
+        embedding: null,
+      };
+      s.open.set(trackId, a);
+      this.onOpen(a);
+    }
+    return a;
+  }
+
+  /**
+   * The appearance of a track that exists now, opened ahead of its frame if need be: the pipeline
+   * announces who appeared before it publishes the frame that shows them, and that event needs the id.
+   */
+  ensure(streamId: string, trackId: number, at = Date.now()): OpenAppearance {
+    return this.openFor(this.stream(streamId), streamId, trackId, at);
+  }
+
   onFrame(result: FrameResult, frame: PipelineFrame, faces?: DetailedFace[]): void {
-    let s = this.streams.get(result.streamId);
-    if (!s) this.streams.set(result.streamId, (s = { frames: 0, open: new Map() }));
+    const s = this.stream(result.streamId);
     s.frames++;
     const now = Date.now();
     const image = { width: frame.width, height: frame.height, data: frame.data, capturedAt: frame.capturedAt };
     result.faces.forEach((face, i) => {
-      let a = s.open.get(face.trackId);
-      if (!a) {
-        a = {
-          id: this.nextId++,
-          streamId: result.streamId,
-          trackId: face.trackId,
-          startedAt: result.capturedAt,
-          lastSeenAt: result.capturedAt,
-          lastSeenFrame: s.frames,
-          lastSeenWall: now,
-          frames: 0,
-          identity: null,
-          similarity: new Map(),
-          candidates: [],
-          embedding: null,
-        };
-        s.open.set(face.trackId, a);
-        this.onOpen(a);
-      }
+      const a = this.openFor(s, result.streamId, face.trackId, result.capturedAt);
+      if (a.frames === 0) a.startedAt = result.capturedAt;
       a.frames++;
       a.lastSeenAt = result.capturedAt;
       a.lastSeenFrame = s.frames;

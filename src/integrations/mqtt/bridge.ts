@@ -24,7 +24,7 @@ export interface BridgeSources {
   };
   gallery: Gallery;
   /** The appearance history's ids and crop URLs for tracks of a stream (absent: no history). */
-  appearances?: (streamId: string, trackIds: number[]) => { id: number; cropUrl: string }[];
+  appearances?: (streamId: string, trackIds: number[], identityId: string | null, appeared: boolean) => { id: number; cropUrl: string }[];
 }
 
 /** An appeared / left message on <prefix>/streams/<id>/events. */
@@ -269,7 +269,7 @@ export class MqttBridge {
     at: { firstSeen: number; lastSeen: number; trackIds: number[]; time: number },
   ): void {
     if (this.closed) return;
-    const refs = this.sources.appearances?.(streamId, at.trackIds) ?? [];
+    const refs = this.sources.appearances?.(streamId, at.trackIds, identity?.id ?? null, type === 'appeared') ?? [];
     const msg: PresenceEventMessage = {
       type,
       stream: { id: streamId, name: v.name },

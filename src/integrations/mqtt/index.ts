@@ -28,7 +28,7 @@ export interface MqttIntegrationDeps {
   graceMs: number;
   registry?: client.Registry;
   /** The appearance history: events then carry the appearance ids and the face crop's URL. */
-  history?: Pick<AppearanceHistory, 'openRefs'>;
+  history?: Pick<AppearanceHistory, 'eventRefs'>;
 }
 
 /**
@@ -50,7 +50,7 @@ export function startMqtt(deps: MqttIntegrationDeps): MqttIntegration {
     subscriptions: [identityStates, ...(ha ? [ha.homeAssistantStatusTopic] : [])],
   });
   const bridge = new MqttBridge(
-    { bus: deps.pipeline.bus, present: (id) => deps.pipeline.appearances(id)?.current() ?? [], streams: deps.streams, gallery: deps.gallery, appearances: deps.history && ((s, t) => deps.history!.openRefs(s, t)) },
+    { bus: deps.pipeline.bus, present: (id) => deps.pipeline.appearances(id)?.current() ?? [], streams: deps.streams, gallery: deps.gallery, appearances: deps.history && ((s, t, who, appeared) => deps.history!.eventRefs(s, t, who, appeared)) },
     publisher,
     topics,
     ha,

@@ -241,9 +241,14 @@ export class LiveHub {
     let text: Payload | undefined;
     for (const client of this.clients.values()) {
       if (!client.wants(event.streamId)) continue;
-      text ??= textPayload({ ...event, v: 1, type: 'appearance', event: event.type, appearances: this.deps.history?.openRefs(event.streamId, event.trackIds) ?? [] });
+      text ??= textPayload({ ...event, v: 1, type: 'appearance', event: event.type, appearances: this.appearanceRefs(event) });
       client.enqueue('event', 'appearance', text);
     }
+  }
+
+  /** The history's appearances behind an appeared/left event ("left" names no track: the identity's latest one). */
+  private appearanceRefs(event: AppearanceEvent): { id: number; trackId: number; cropUrl: string }[] {
+    return this.deps.history?.eventRefs(event.streamId, event.trackIds, event.identity.id, event.type === 'appeared') ?? [];
   }
 
   /** Sends an event to the clients subscribed to `streamId` (null: to every client). */
