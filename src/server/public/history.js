@@ -1,27 +1,17 @@
 // facestream history and face library pages: plain ES module, no build step. Views by hash:
 // #appearances (default), #identity=<id>, #library. Uses the REST API of src/server/routes/history.ts.
 
-const KEY_STORAGE = 'facestream.key';
+import { api, apiKey, toast } from './common.js';
+
 const $ = (id) => document.getElementById(id);
-const apiKey = () => localStorage.getItem(KEY_STORAGE) || '';
 
 /** What the page shows; exposed for tests and debugging. */
 const state = { view: null, appearances: [], next: null, clusters: [], selectedClusters: new Set(), current: null };
 window.facestreamHistory = state;
 
-function headers(extra = {}) {
-  return apiKey() ? { ...extra, authorization: `Bearer ${apiKey()}` } : extra;
-}
-
-async function api(method, url, body) {
-  const res = await fetch(url, { method, headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }), body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (!res.ok) {
-    const err = new Error(data?.detail || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
+/** The key header for requests api() does not make (pictures, uploads). */
+function headers() {
+  return apiKey() ? { authorization: `Bearer ${apiKey()}` } : {};
 }
 
 /** Pictures need the key too: fetched as blobs, shown through object URLs (revoked when replaced). */
@@ -31,15 +21,6 @@ async function loadImage(img, url) {
   if (img.dataset.blob) URL.revokeObjectURL(img.dataset.blob);
   img.dataset.blob = URL.createObjectURL(await res.blob());
   img.src = img.dataset.blob;
-}
-
-function toast(text, bad = false) {
-  const t = $('toast');
-  t.textContent = text;
-  t.classList.toggle('bad', bad);
-  t.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => (t.hidden = true), 4000);
 }
 
 const when = (ms) => new Date(ms).toLocaleString();
