@@ -3,9 +3,15 @@
  * and a gallery. Reports per configuration: processed fps per stream, capture-to-result latency
  * percentiles, drop rate, CPU and memory, and where the time goes per stage.
  *
+ * Both detection modes side by side (--modes tracked,full): per stream fps processed, latency
+ * p50/p95/p99, drops, cores busy, event-loop lag p99, detection runs by kind per processed frame,
+ * and the recall of tracked mode against full mode on every frame of each clip (offline, the
+ * accuracy guard of test/tracked-detection.test.ts).
+ *
  * Options: --clips hamilton,crowd  --streams 1,2,4,8  --models arcface-mbf-112,vggface2-resnet50-arch
- *          --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1  --fps-hamilton 10  --fps-crowd 25
- *          --threads N (intra-op)  --in-flight N (pipeline.maxInFlight)  --detect-batch N
+ *          --modes tracked,full  --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1
+ *          --fps-hamilton 10  --fps-crowd 25  --workers N (pipeline.workers)  --threads N (intra-op
+ *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --no-recall
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +30,11 @@ import type { PipelineObserver, Stage } from '../src/pipeline/metrics.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
 import { printTable, summarize, writeResult, type Row } from './report.js';
 import fs from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { spawnSync } from 'node:child_process';
+import type { RgbImage } from '../src/image/types.js';
+import { runFramesOffline, trackedAgreement } from '../src/eval/tracked-agreement.js';
+import type { DetectionKind } from '../src/pipeline/metrics.js';
 
 function arg(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
@@ -31,21 +42,40 @@ function arg(args: string[], name: string, fallback: string): string {
 }
 
 const SHARED = process.env.FACESTREAM_SHARED ?? path.resolve(PACKAGE_ROOT, '..', 'shared');
+/** The clips' own frame rates: offline runs stamp frames with these, as ffmpeg would. */
+const NATIVE_FPS: Record<string, number> = { hamilton: 29.97, crowd: 25 };
 const CLIPS: Record<string, string> = {
   hamilton: path.join(SHARED, 'data', 'video', 'hamilton_640x360.mp4'),
   crowd: path.join(SHARED, 'data', 'video', 'crowd_1080p.mp4'),
 };
 
+/** Every frame of a clip, decoded as the reference decodes it. */
+function decodeClip(file: string): RgbImage[] {
+  const probe = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+  const [width, height] = probe.stdout.trim().split(',').map(Number);
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 2 ** 31 });
+  const size = width * height * 3;
+  const frames: RgbImage[] = [];
+  for (let o = 0; o + size <= r.stdout.length; o += size) frames.push({ width, height, data: r.stdout.subarray(o, o + size) });
+  return frames;
+}
+
 class StageTimes implements PipelineObserver {
   readonly stages = new Map<Stage, number[]>();
   batches: Record<string, number[]> = {};
+  runs: Record<DetectionKind, number> = { full: 0, motion: 0, refine: 0 };
+  searched: Record<DetectionKind, number> = { full: 0, motion: 0, refine: 0 };
   recording = false;
   frameReceived() {}
   frameProcessed() {}
   frameDropped() {}
   queueDepth() {}
   inferenceError() {}
-  detectionRun() {}
+  detectionRun(_stream: string, kind: DetectionKind, share: number) {
+    if (!this.recording) return;
+    this.runs[kind]++;
+    this.searched[kind] += share;
+  }
   stage(stage: Stage, ms: number) {
     if (!this.recording) return;
     const list = this.stages.get(stage) ?? [];
@@ -65,16 +95,20 @@ export async function run(args: string[]): Promise<void> {
   const warmup = Number(arg(args, 'warmup', '3'));
   const minFace = Number(arg(args, 'min-face', '40'));
   const interval = Number(arg(args, 'recognition-interval', '1'));
+  const modes = arg(args, 'modes', 'tracked,full').split(',') as ('tracked' | 'full')[];
+  const withRecall = !args.includes('--no-recall');
   const fpsOf: Record<string, number> = { hamilton: Number(arg(args, 'fps-hamilton', '10')), crowd: Number(arg(args, 'fps-crowd', '25')) };
   const logger = createLogger('warn');
   const base = defaultConfig();
-  base.runtime.intraOpThreads = Number(arg(args, 'threads', String(base.runtime.intraOpThreads)));
+  base.pipeline.workers = Number(arg(args, 'workers', String(base.pipeline.workers)));
+  base.pipeline.workerThreads = Number(arg(args, 'threads', String(base.pipeline.workerThreads)));
   base.pipeline.maxInFlight = Number(arg(args, 'in-flight', String(base.pipeline.maxInFlight)));
   base.pipeline.detect.maxBatch = Number(arg(args, 'detect-batch', String(base.pipeline.detect.maxBatch)));
   const modelsDir = process.env.FACESTREAM_MODELS_DIR ?? path.join(PACKAGE_ROOT, 'models');
   const runtime = new ModelRuntime(new ModelStore(loadManifest(), modelsDir), base.runtime, logger);
   const rows: Row[] = [];
   const stageRows: Row[] = [];
+  const recallRows: Row[] = [];
   const raw: unknown[] = [];
 
   for (const model of models) {
@@ -83,16 +117,47 @@ export async function run(args: string[]): Promise<void> {
     const galleryDir = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-bench-'));
     const gallery = await Gallery.open(galleryDir, { modelId: model, dimension: analyzer.embedder.dimension, config: config.gallery, defaultMinSimilarity: analyzer.embedder.defaultMinSimilarity, logger });
     await enrollDirectory(new Enroller(gallery, analyzer, config.gallery), path.join(SHARED, 'data', 'faces'), { allowLargest: true });
+    const pipelineConfig = { ...config.pipeline, recognition: { ...config.pipeline.recognition, interval } };
+    if (withRecall) {
+      for (const clip of clips) {
+        const frames = decodeClip(CLIPS[clip]);
+        const pipeline = new Pipeline(analyzer, pipelineConfig, { gallery, logger });
+        await pipeline.ready();
+        const t0 = performance.now();
+        const full = await runFramesOffline(pipeline, frames, NATIVE_FPS[clip], 'full', minFace);
+        const t1 = performance.now();
+        const tracked = await runFramesOffline(pipeline, frames, NATIVE_FPS[clip], 'tracked', minFace);
+        const t2 = performance.now();
+        await pipeline.close();
+        const a = trackedAgreement(full.results, tracked.results);
+        recallRows.push({
+          model,
+          clip,
+          frames: frames.length,
+          recall: a.found / a.fullFaces,
+          'extra share': a.extra / a.fullFaces,
+          'labels agree': a.labelled ? a.sameLabel / a.labelled : NaN,
+          'entry delay max': Math.max(0, ...a.entryDelays),
+          'tracked full runs': tracked.runs.full,
+          'offline fps full': frames.length / ((t1 - t0) / 1000),
+          'offline fps tracked': frames.length / ((t2 - t1) / 1000),
+        });
+        process.stderr.write(`recall: ${model} ${clip}\n`);
+      }
+    }
     for (const clip of clips) {
       for (const n of counts) {
+       for (const mode of modes) {
         const observer = new StageTimes();
-        const pipeline = new Pipeline(analyzer, { ...config.pipeline, recognition: { ...config.pipeline.recognition, interval } }, { gallery, logger, observer });
+        const pipeline = new Pipeline(analyzer, pipelineConfig, { gallery, logger, observer });
+        await pipeline.ready();
+        const lag = monitorEventLoopDelay({ resolution: 2 });
         const latencies: number[] = [];
         const sources: FrameSource[] = [];
         for (let i = 0; i < n; i++) {
           const id = `${clip}-${i}`;
           const source = new FrameSource({ id, url: CLIPS[clip], realtime: true, loop: true, fps: fpsOf[clip] }, { config: config.ingest, logger });
-          pipeline.addStream(id, { mode: 'live', minFaceSize: minFace, recognitionInterval: interval });
+          pipeline.addStream(id, { mode: 'live', minFaceSize: minFace, recognitionInterval: interval, detection: { mode } });
           source.on('frame', (f) => pipeline.offer(f));
           sources.push(source);
         }
@@ -104,10 +169,12 @@ export async function run(args: string[]): Promise<void> {
         const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         observer.recording = true;
+        lag.enable();
         let rssMax = 0;
         const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage().rss)), 250);
         await new Promise((r) => setTimeout(r, seconds * 1000));
         observer.recording = false;
+        lag.disable();
         clearInterval(sampler);
         const wall = (performance.now() - t0) / 1000;
         const cpu = process.cpuUsage(cpu0);
@@ -125,6 +192,7 @@ export async function run(args: string[]): Promise<void> {
         const lat = summarize(latencies);
         const row: Row = {
           model,
+          mode,
           clip,
           streams: n,
           'fps asked': fpsOf[clip],
@@ -133,23 +201,30 @@ export async function run(args: string[]): Promise<void> {
           'lat p95': lat.p95,
           'lat p99': lat.p99,
           'drop %': received ? (100 * dropped) / received : 0,
-          'cpu %': (100 * (cpu.user + cpu.system)) / 1e6 / wall,
+          'cores busy': (cpu.user + cpu.system) / 1e6 / wall,
+          'loop lag p99': lag.percentile(99) / 1e6,
+          'full/frame': processed ? observer.runs.full / processed : 0,
+          'motion/frame': processed ? observer.runs.motion / processed : 0,
+          'refine/frame': processed ? observer.runs.refine / processed : 0,
+          'searched/frame': processed ? (observer.searched.full + observer.searched.motion + observer.searched.refine) / processed : 0,
           'rss MB': rssMax / 2 ** 20,
         };
         rows.push(row);
-        const stage: Row = { model, clip, streams: n };
+        const stage: Row = { model, mode, clip, streams: n };
         for (const [name, list] of observer.stages) stage[`${name} ms`] = summarize(list).mean;
         for (const [m, sizes] of Object.entries(observer.batches)) stage[`${m} batch`] = sizes.reduce((a, b) => a + b, 0) / sizes.length;
         stageRows.push(stage);
         raw.push({ ...row, stages: Object.fromEntries([...observer.stages].map(([k, v]) => [k, summarize(v)])), latency: lat });
-        process.stderr.write(`done: ${model} ${clip} x${n}\n`);
+        process.stderr.write(`done: ${model} ${mode} ${clip} x${n}\n`);
+       }
       }
     }
     await gallery.close();
     fs.rmSync(galleryDir, { recursive: true, force: true });
   }
-  printTable(`streams (min face ${minFace}, recognition every ${interval} frame(s), ${seconds} s per run, ${runtime.executionProvider} x${base.runtime.intraOpThreads} threads)`, rows);
+  if (recallRows.length) printTable(`tracked against full on every frame of each clip (offline, min face ${minFace})`, recallRows);
+  printTable(`streams (min face ${minFace}, recognition every ${interval} frame(s), ${seconds} s per run, ${base.pipeline.workers} workers x ${base.pipeline.workerThreads} threads)`, rows);
   printTable('mean time per stage (ms; embed/attributes/match per frame that needed them) and mean batch sizes', stageRows);
-  writeResult('streams', { settings: { clips, counts, models, seconds, warmup, minFace, interval, fps: fpsOf, provider: runtime.executionProvider, threads: base.runtime.intraOpThreads }, runs: raw });
+  writeResult('streams', { settings: { clips, counts, models, modes, seconds, warmup, minFace, interval, fps: fpsOf, workers: base.pipeline.workers, threadsPerWorker: base.pipeline.workerThreads }, recall: recallRows, runs: raw });
   await runtime.close();
 }

@@ -96,6 +96,8 @@ describe('MQTT and Home Assistant discovery (real mosquitto, real server process
     const left = await waitFor(() => events().find((e) => e.event.type === 'left' && (e.event.identity as { id?: string } | null)?.id === 'lin'), 40_000, 'Lin leaving');
     expect(Date.parse(left.event.lastSeen as string)).toBeGreaterThanOrEqual(Date.parse(appeared.event.firstSeen as string));
 
+    // fps is measured over 5 s and refreshed every 5 s: wait for a measured value.
+    await waitFor(() => ((watcher.json<{ fps: number }>('facestream/streams/hamilton/state')?.fps ?? 0) > 0), 20_000, 'a measured fps');
     // Retained state, as a subscriber that connects now reads it.
     const late = await Subscriber.connect(broker.url, ['facestream/#'], { username: MQTT_USER.name, password: MQTT_USER.password });
     try {

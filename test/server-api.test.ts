@@ -135,11 +135,13 @@ describe('REST API (real models, gallery, ffmpeg)', () => {
 
   it('creates, lists, updates, starts, stops and deletes streams, and never shows camera credentials', async () => {
     const secretUrl = 'rtsp://admin:s3cr3tP4ss@127.0.0.1:9/cam?token=abcdef123456';
-    const created = await inject({ method: 'POST', url: '/api/v1/streams', headers: server.auth, payload: { id: 'door', name: 'Front door', url: secretUrl, enabled: false, minFaceSize: 40 } });
+    const created = await inject({ method: 'POST', url: '/api/v1/streams', headers: server.auth, payload: { id: 'door', name: 'Front door', url: secretUrl, enabled: false, minFaceSize: 40, detectionMode: 'full', keyframeIntervalMs: 500 } });
     expect(created.statusCode).toBe(201);
     expect(created.headers.location).toBe('/api/v1/streams/door');
     const body = created.json();
-    expect(body).toMatchObject({ id: 'door', name: 'Front door', kind: 'rtsp', enabled: false, state: 'stopped', options: { minFaceSize: 40 } });
+    expect(body).toMatchObject({ id: 'door', name: 'Front door', kind: 'rtsp', enabled: false, state: 'stopped', options: { minFaceSize: 40, detectionMode: 'full', keyframeIntervalMs: 500 } });
+    const badMode = await inject({ method: 'POST', url: '/api/v1/streams', headers: server.auth, payload: { id: 'porch', url: 'lavfi:testsrc2', detectionMode: 'sometimes' } });
+    expect(badMode.statusCode).toBe(400);
     expect(body.url).toBe('rtsp://***@127.0.0.1:9/cam?token=***');
     expect((await inject({ method: 'POST', url: '/api/v1/streams', headers: server.auth, payload: { id: 'door', url: 'lavfi:testsrc2' } })).json().code).toBe('STREAM_EXISTS');
 
@@ -157,7 +159,7 @@ describe('REST API (real models, gallery, ffmpeg)', () => {
     expect(reconnecting).toMatch(/^facestream_stream_state\{stream="door",state="(reconnecting|starting)"\} 1$/m);
 
     // Sending the redacted URL back keeps the real one.
-    const patched = await inject({ method: 'PATCH', url: '/api/v1/streams/door', headers: server.auth, payload: { name: 'Back door', url: body.url, minFaceSize: null } });
+    const patched = await inject({ method: 'PATCH', url: '/api/v1/streams/door', headers: server.auth, payload: { name: 'Back door', url: body.url, minFaceSize: null, detectionMode: null, keyframeIntervalMs: null } });
     expect(patched.statusCode).toBe(200);
     expect(patched.json()).toMatchObject({ name: 'Back door', options: {} });
     const stored = new Database(path.join(server.dir, 'data', 'server.db'), { readonly: true });

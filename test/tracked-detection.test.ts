@@ -4,11 +4,8 @@ import type { Gallery } from '../src/index/gallery.js';
 import type { RgbImage } from '../src/image/types.js';
 import type { ModelRuntime } from '../src/models/runtime.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
-import { iou } from '../src/pipeline/detect/boxes.js';
-import type { DetectionKind } from '../src/pipeline/metrics.js';
-import { noopObserver } from '../src/pipeline/metrics.js';
+import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import type { FrameResult } from '../src/pipeline/result.js';
 import { enrolledGallery } from './helpers/gallery.js';
 import { testConfig, testRuntime } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
@@ -22,73 +19,6 @@ function scaledFrames(file: string, width: number, height: number): RgbImage[] {
   const out: RgbImage[] = [];
   for (let o = 0; o + size <= r.stdout.length; o += size) out.push({ width, height, data: r.stdout.subarray(o, o + size) });
   return out;
-}
-
-/** Runs frames through an offline stream (every frame, in order) and counts detection runs by kind. */
-async function run(pipeline: Pipeline, frames: RgbImage[], fps: number, mode: 'full' | 'tracked'): Promise<{ results: FrameResult[]; runs: Record<DetectionKind, number> }> {
-  const id = `clip-${mode}`;
-  const runs: Record<DetectionKind, number> = { full: 0, motion: 0, refine: 0 };
-  pipeline.setObserver({ ...noopObserver, detectionRun: (_s, kind) => runs[kind]++ });
-  let paused = false;
-  pipeline.addStream(id, { mode: 'offline', minFaceSize: 40, detection: { mode }, source: { pause: () => (paused = true), resume: () => (paused = false) } });
-  const results: FrameResult[] = [];
-  const listener = (r: FrameResult) => r.streamId === id && results.push(r);
-  pipeline.bus.on('frame', listener);
-  for (let seq = 0; seq < frames.length; seq++) {
-    while (paused) await new Promise((r) => setTimeout(r, 2));
-    const f = frames[seq];
-    pipeline.offer({ streamId: id, seq, pts: seq / fps, capturedAt: Date.now(), width: f.width, height: f.height, data: f.data });
-  }
-  await pipeline.idle();
-  pipeline.removeStream(id);
-  pipeline.bus.off('frame', listener);
-  return { results, runs };
-}
-
-interface Agreement {
-  fullFaces: number;
-  found: number;
-  extra: number;
-  labelled: number;
-  sameLabel: number;
-  /** Frames from a full-mode track's first frame to the first frame tracked mode reports it. */
-  entryDelays: number[];
-}
-
-/** Compares tracked-mode results with full-mode results frame by frame (IoU >= 0.5 matches). */
-function agreement(full: FrameResult[], tracked: FrameResult[]): Agreement {
-  const a: Agreement = { fullFaces: 0, found: 0, extra: 0, labelled: 0, sameLabel: 0, entryDelays: [] };
-  const trackedBySeq = new Map(tracked.map((r) => [r.seq, r]));
-  const firstSeen = new Map<number, number>();
-  const reported = new Set<number>();
-  for (const f of full) {
-    const t = trackedBySeq.get(f.seq)!;
-    const used = new Set<number>();
-    for (const face of f.faces) {
-      a.fullFaces++;
-      if (!firstSeen.has(face.trackId)) firstSeen.set(face.trackId, f.seq);
-      let best = -1;
-      let bestIou = 0.5;
-      t.faces.forEach((g, k) => {
-        const o = iou(face.box, g.box);
-        if (o >= bestIou && !used.has(k)) [best, bestIou] = [k, o];
-      });
-      if (best >= 0) {
-        used.add(best);
-        a.found++;
-        if (!reported.has(face.trackId)) {
-          reported.add(face.trackId);
-          a.entryDelays.push(f.seq - firstSeen.get(face.trackId)!);
-        }
-        if (face.identity) {
-          a.labelled++;
-          if (t.faces[best].identity?.id === face.identity.id) a.sameLabel++;
-        }
-      }
-    }
-    a.extra += t.faces.length - used.size;
-  }
-  return a;
 }
 
 describe('tracked detection against full detection (real models and clips)', () => {
@@ -121,8 +51,8 @@ describe('tracked detection against full detection (real models and clips)', () 
       const frames = clip.frames();
       const pipeline = new Pipeline(analyzer, { ...config.pipeline, recognition: { ...config.pipeline.recognition, interval: 1 } }, { gallery });
       await pipeline.ready();
-      const full = await run(pipeline, frames, clip.fps, 'full');
-      const tracked = await run(pipeline, frames, clip.fps, 'tracked');
+      const full = await runFramesOffline(pipeline, frames, clip.fps, 'full');
+      const tracked = await runFramesOffline(pipeline, frames, clip.fps, 'tracked');
       await pipeline.close();
       const a = agreement(full.results, tracked.results);
       const keyframeFrames = Math.ceil((config.detector.keyframeIntervalMs / 1000) * clip.fps);
@@ -144,7 +74,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   it('runs no whole-picture detection on a still scene after the first keyframe', async () => {
     const still = decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360)[150];
     const pipeline = new Pipeline(analyzer, config.pipeline, { gallery });
-    const { results, runs } = await run(pipeline, Array.from({ length: 90 }, () => still), 30, 'tracked');
+    const { results, runs } = await runFramesOffline(pipeline, Array.from({ length: 90 }, () => still), 30, 'tracked');
     await pipeline.close();
     // Three seconds of the same picture: one keyframe, then only the tracked faces' windows.
     expect(runs.full).toBe(1);

@@ -94,7 +94,8 @@ class StreamSlot {
     bus: PipelineBus,
     policy: DetectionPolicy,
   ) {
-    this.detection = new StreamDetection({ ...policy, ...options.detection });
+    const own = options.detection;
+    this.detection = new StreamDetection({ ...policy, mode: own?.mode ?? policy.mode, keyframeIntervalMs: own?.keyframeIntervalMs ?? policy.keyframeIntervalMs });
     this.tracker = new IouTracker({ iouThreshold: config.tracking.iouThreshold, maxMisses: config.tracking.maxMisses });
     this.appearances = new AppearanceLog(id, bus, config.appearanceGraceMs);
   }

@@ -43,6 +43,8 @@ export const streamOptionsProperties = {
   maxHeight: { type: 'integer', minimum: 16, maximum: 16384 },
   minFaceSize: { type: 'number', minimum: 12, maximum: 4096, description: 'smallest face (px) detected in this stream' },
   recognitionInterval: { type: 'integer', minimum: 1, maximum: 10000, description: 're-recognise tracked faces every N processed frames' },
+  detectionMode: { type: 'string', enum: ['tracked', 'full'], description: "'tracked': keyframes, tracked faces and motion between them; 'full': the whole picture every frame (default: detector.mode)" },
+  keyframeIntervalMs: { type: 'number', minimum: 0, maximum: 600000, description: 'stream time between keyframes in ms (default: detector.keyframeIntervalMs)' },
   loop: { type: 'boolean', description: 'files: start over at the end' },
   realtime: { type: 'boolean', description: 'files: read at the native frame rate, like a camera' },
   rtspTransport: { type: 'string', enum: ['tcp', 'udp'] },

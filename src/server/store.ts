@@ -24,6 +24,10 @@ export interface StreamDefinition {
   maxHeight?: number;
   minFaceSize?: number;
   recognitionInterval?: number;
+  /** Detection mode of this stream (default: config detector.mode). */
+  detectionMode?: 'tracked' | 'full';
+  /** Keyframe interval of this stream in ms (default: config detector.keyframeIntervalMs). */
+  keyframeIntervalMs?: number;
   loop?: boolean;
   realtime?: boolean;
   rtspTransport?: 'tcp' | 'udp';
@@ -31,7 +35,7 @@ export interface StreamDefinition {
   updatedAt: string;
 }
 
-const OPTION_KEYS = ['fps', 'maxWidth', 'maxHeight', 'minFaceSize', 'recognitionInterval', 'loop', 'realtime', 'rtspTransport'] as const;
+const OPTION_KEYS = ['fps', 'maxWidth', 'maxHeight', 'minFaceSize', 'recognitionInterval', 'detectionMode', 'keyframeIntervalMs', 'loop', 'realtime', 'rtspTransport'] as const;
 export type StreamOptionKey = (typeof OPTION_KEYS)[number];
 
 interface StreamRow {

@@ -65,7 +65,7 @@ interface Running {
 }
 
 const EMPTY_DROPS: Record<DropReason, number> = { stale: 0, 'too-old': 0, error: 0, stopped: 0 };
-const SOURCE_FIELDS: StreamOptionKey[] = ['fps', 'maxWidth', 'maxHeight', 'minFaceSize', 'recognitionInterval', 'loop', 'realtime', 'rtspTransport'];
+const SOURCE_FIELDS: StreamOptionKey[] = ['fps', 'maxWidth', 'maxHeight', 'minFaceSize', 'recognitionInterval', 'detectionMode', 'keyframeIntervalMs', 'loop', 'realtime', 'rtspTransport'];
 
 /**
  * Owns the server's streams: keeps their definitions in the store, runs a FrameSource per enabled
@@ -239,7 +239,12 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     }
     const run: Running = { source, frameTimes: [], restartsSeen: 0 };
     this.running.set(def.id, run);
-    this.pipeline.addStream(def.id, { mode: 'live', minFaceSize: def.minFaceSize, recognitionInterval: def.recognitionInterval });
+    this.pipeline.addStream(def.id, {
+      mode: 'live',
+      minFaceSize: def.minFaceSize,
+      recognitionInterval: def.recognitionInterval,
+      detection: { mode: def.detectionMode, keyframeIntervalMs: def.keyframeIntervalMs },
+    });
     source.on('frame', (frame) => {
       const t = frame.capturedAt;
       run.frameTimes.push(t);

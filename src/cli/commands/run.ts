@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { FrameSource } from '../../ingest/stream.js';
 import { redactText, urlHost } from '../../redact.js';
 import type { SourceSpec } from '../../ingest/source.js';
@@ -20,6 +20,8 @@ interface RunOptions {
   maxWidth?: number;
   minFace?: number;
   recognitionInterval?: number;
+  detection?: 'tracked' | 'full';
+  keyframeInterval?: number;
   duration?: number;
   attributes?: boolean;
 }
@@ -80,7 +82,7 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
     const realtime = file ? Boolean(opts.realtime) : true;
     const spec: SourceSpec = { id, url, realtime, loop: Boolean(opts.loop), fps: opts.fps, maxWidth: opts.maxWidth };
     const source = new FrameSource(spec, { config: ctx.config.ingest, logger: ctx.logger });
-    pipeline.addStream(id, { mode: realtime ? 'live' : 'offline', minFaceSize: opts.minFace, recognitionInterval: opts.recognitionInterval, source });
+    pipeline.addStream(id, { mode: realtime ? 'live' : 'offline', minFaceSize: opts.minFace, recognitionInterval: opts.recognitionInterval, detection: { mode: opts.detection, keyframeIntervalMs: opts.keyframeInterval }, source });
     source.on('frame', (frame) => pipeline.offer(frame));
     source.on('state', (change) => {
       if (change.error) process.stderr.write(`facestream: stream ${id}: ${change.state}: ${redactText(change.error.message, source.source.secrets)}\n`);
@@ -147,6 +149,8 @@ export function runCommand(): Command {
     .option('--max-width <px>', 'scale frames down to at most this width', parseNumber('--max-width', 16))
     .option('--min-face <px>', 'smallest face to detect', parseNumber('--min-face', 12))
     .option('--recognition-interval <n>', 'recognise each tracked face every n frames', parseNumber('--recognition-interval', 1))
+    .addOption(new Option('--detection <mode>', "'tracked': keyframes, tracked faces and motion between them; 'full': the whole picture every frame (default: config detector.mode)").choices(['tracked', 'full']))
+    .option('--keyframe-interval <ms>', 'stream time between keyframes in tracked mode (default: config detector.keyframeIntervalMs)', parseNumber('--keyframe-interval', 0))
     .option('--duration <seconds>', 'stop after this many seconds', parseNumber('--duration', 0.1))
     .option('--no-attributes', 'skip age and gender')
     .action(async (sources: string[], opts: RunOptions, cmd: Command) => {

@@ -10,6 +10,8 @@ export interface TrackedSearchParams {
   motionMargin: number;
   /** When motion windows would cover more than this share of the picture, the whole picture is searched instead (a keyframe). */
   keyframeShare: number;
+  /** Score thresholds (P-Net, R-Net, O-Net) for faces found again in their track's window; empty: the detector's. */
+  refineThresholds?: readonly [number, number, number];
 }
 
 export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2, motionMargin: 0.25, keyframeShare: 0.5 };
@@ -36,7 +38,7 @@ export function refineWindows(predicted: readonly Box[], params: TrackedSearchPa
       levels.push({ scale, width: levelSide, height: levelSide });
     }
     if (!levels.length) return [];
-    return [{ x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side, levels, seed: seeds ? box : undefined }];
+    return [{ x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side, levels, seed: seeds ? box : undefined, thresholds: params.refineThresholds }];
   });
 }
 

@@ -191,7 +191,13 @@ export class AnalysisPool implements FrameAnalysis {
     await Promise.all(
       this.slots.map(async (s) => {
         s.job?.reject(err);
-        await s.worker.terminate();
+        const exited = new Promise<void>((resolve) => s.worker.once('exit', () => resolve()));
+        s.worker.ref();
+        s.worker.postMessage({ op: 'close', id: 0 } satisfies AnalysisRequest);
+        // A worker stuck in native code still goes, after a grace period.
+        const timer = setTimeout(() => void s.worker.terminate(), 10_000);
+        await exited;
+        clearTimeout(timer);
       }),
     );
   }

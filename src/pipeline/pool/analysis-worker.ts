@@ -41,6 +41,12 @@ async function start(): Promise<void> {
           case 'embed':
             reply({ op: 'embed', id: msg.id, vectors: await analyzer.embedder.embedFaces(msg.items), runs });
             return;
+          case 'close':
+            // Released here, not by terminate(): ending a thread whose onnxruntime sessions are
+            // alive (or running) aborts the whole process from native code.
+            await runtime.close();
+            port.close();
+            return;
           case 'attributes':
             if (!analyzer.attributes) throw new Error('age/gender estimation is off');
             reply({ op: 'attributes', id: msg.id, attributes: await analyzer.attributes.estimate(msg.items), runs });

@@ -20,7 +20,9 @@ export type ModelRunRecord = [modelId: string, batch: number, ms: number];
 export type AnalysisRequest =
   | { op: 'detect'; id: number; requests: FrameDetectRequest[] }
   | { op: 'embed'; id: number; items: FaceInPicture[] }
-  | { op: 'attributes'; id: number; items: FaceInPicture[] };
+  | { op: 'attributes'; id: number; items: FaceInPicture[] }
+  /** Finish the work in hand, release the sessions and exit. */
+  | { op: 'close'; id: number };
 
 export type AnalysisReply =
   | { op: 'ready'; id: 0; hasAttributes: boolean }

@@ -1,9 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError } from '../../errors.js';
 import { decodeImage, type DecodedImage } from '../../image/decode.js';
-import type { Box } from '../../image/types.js';
+import type { Box, Point } from '../../image/types.js';
 import { allows, type Access } from '../auth.js';
 import type { ServerContext } from '../context.js';
+import { clientGoneSignal } from '../picture-gate.js';
+import { inPicture } from '../routes/pictures.js';
 import { fromBase64, readUploads } from '../uploads.js';
 
 /** A picture from a compat request, with the form field (or JSON key) it came in. */
@@ -23,12 +25,12 @@ export interface CompatForm {
  * The form of a compat request, whichever way its client sends it: multipart (DeepStack's and
  * CompreFace's clients, curl -F), urlencoded (Python requests' `data=` without files), or JSON with
  * base64 pictures under `pictureKeys` (CompreFace's base64 mode). Multipart files are read as the
- * native routes read them (readUploads: one at a time, under the server's upload limits).
+ * native routes read them (readUploads: one at a time, under the upload limits, the file past
+ * `maxFiles` refused before it is read).
  */
-export async function readCompatForm(req: FastifyRequest, pictureKeys: readonly string[]): Promise<CompatForm> {
+export async function readCompatForm(req: FastifyRequest, pictureKeys: readonly string[], maxFiles: number): Promise<CompatForm> {
   if (req.isMultipart()) {
-    // maxFiles bounds JSON bodies only; @fastify/multipart's limits bound the parts.
-    const { pictures, fields } = await readUploads(req, Number.MAX_SAFE_INTEGER);
+    const { pictures, fields } = await readUploads(req, maxFiles);
     return { files: pictures.map((p) => ({ field: p.field ?? p.name, name: p.name, data: p.data })), fields };
   }
   const files: FormFile[] = [];
@@ -101,10 +103,27 @@ export class ConfidenceScale {
   }
 }
 
-/** A box as whole pixels inside the picture (both APIs give integer corners). */
-export function pixelBox(box: Box, width: number, height: number): { x_min: number; y_min: number; x_max: number; y_max: number } {
+/**
+ * A face's box (and landmarks) in the uploaded picture's own whole pixels: decoding may have
+ * shrunk a large picture (limits.maxDecodeSide), and both APIs give integer corners inside it.
+ */
+export function pictureFace(face: { box: Box; landmarks: Point[] }, image: DecodedImage): { box: { x_min: number; y_min: number; x_max: number; y_max: number }; landmarks: number[][] } {
+  const f = inPicture({ box: [...face.box], landmarks: face.landmarks.map((p) => [...p]) }, image.scale);
   const clamp = (v: number, hi: number) => Math.min(hi, Math.max(0, Math.round(v)));
-  return { x_min: clamp(box[0], width), y_min: clamp(box[1], height), x_max: clamp(box[2], width), y_max: clamp(box[3], height) };
+  const [w, h] = [image.originalWidth, image.originalHeight];
+  return {
+    box: { x_min: clamp(f.box[0], w), y_min: clamp(f.box[1], h), x_max: clamp(f.box[2], w), y_max: clamp(f.box[3], h) },
+    landmarks: f.landmarks!.map(([x, y]) => [clamp(x, w), clamp(y, h)]),
+  };
+}
+
+/**
+ * Runs picture work (decode, analysis, enrollment) with a turn of the server's picture gate, as
+ * the native picture routes do: bounded concurrency, OVERLOADED when too many wait, dropped when
+ * the client has gone.
+ */
+export function gated<T>(ctx: ServerContext, reply: FastifyReply, work: () => Promise<T>): Promise<T> {
+  return ctx.pictureGate.run(clientGoneSignal(reply), work);
 }
 
 /** A number from a form or query field; `fallback` when absent or empty, an error when not a number in [min, max]. */

@@ -9,7 +9,7 @@ import type { Access } from '../auth.js';
 import type { ServerContext } from '../context.js';
 import { toProblem } from '../problem.js';
 import { rateLimitOf } from '../routes/streams.js';
-import { bearerKey, checkCompatKey, ConfidenceScale, decodeUpload, numberField, onePicture, pixelBox, readCompatForm } from './common.js';
+import { bearerKey, checkCompatKey, ConfidenceScale, decodeUpload, gated, numberField, onePicture, pictureFace, readCompatForm, type FormFile } from './common.js';
 
 /** CompreFace's error code for a picture without a face (Double Take treats it as "no match", not as a failure). */
 const NO_FACE_CODE = 28;
@@ -87,7 +87,7 @@ export function comprefaceRoutes(ctx: ServerContext) {
       return identity;
     };
     const templateOf = (imageId: string) => {
-      const t = /^[0-9]{1,18}$/.test(imageId) ? gallery().getTemplate(imageId) : undefined;
+      const t = gallery().getTemplate(imageId);
       if (!t) throw new FacestreamError('TEMPLATE_NOT_FOUND', `Image with id ${imageId} not found`, { image_id: imageId });
       return t;
     };
@@ -100,12 +100,20 @@ export function comprefaceRoutes(ctx: ServerContext) {
       if (faces.length === 0) throw new FacestreamError('NO_FACE', NO_FACE_MESSAGE, {});
       return q.limit > 0 ? faces.slice(0, q.limit) : faces;
     };
-    const pictureOf = async (req: FastifyRequest, field: string): Promise<DecodedImage> => decodeUpload(ctx, onePicture(await readCompatForm(req, [field]), field, `${field} is required`));
+    const maxFiles = ctx.config.server.limits.maxFiles;
+    const fileOf = async (req: FastifyRequest, field: string): Promise<FormFile> => onePicture(await readCompatForm(req, [field], maxFiles), field, `${field} is required`);
+    /** Decodes and analyses the picture with a turn of the picture gate. */
+    const analyse = (reply: FastifyReply, file: FormFile, q: FaceQuery, embed: boolean) =>
+      gated(ctx, reply, async () => {
+        const image = await decodeUpload(ctx, file);
+        return { image, faces: await facesOf(image, q, embed) };
+      });
 
     /** A face as CompreFace describes it: box with probability, and what the requested plugins add. */
     const faceResult = (f: AnalyzedFace, image: DecodedImage, q: FaceQuery): Record<string, unknown> => {
-      const out: Record<string, unknown> = { box: { probability: f.score, ...pixelBox(f.box, image.width, image.height) } };
-      if (q.plugins.has('landmarks')) out.landmarks = f.landmarks.map(([x, y]) => [Math.round(x), Math.round(y)]);
+      const inPicture = pictureFace(f, image);
+      const out: Record<string, unknown> = { box: { probability: f.score, ...inPicture.box } };
+      if (q.plugins.has('landmarks')) out.landmarks = inPicture.landmarks;
       if (f.attributes && q.plugins.has('age')) {
         // The age model gives one estimate, not a range with a probability.
         const age = Math.round(f.attributes.age);
@@ -128,10 +136,9 @@ export function comprefaceRoutes(ctx: ServerContext) {
 
     // ------------------------------------------------------------ recognition service
 
-    route('POST', '/api/v1/recognition/recognize', 'read', 'CompreFace: recognize the faces of a picture (subjects with similarity)', async (req) => {
+    route('POST', '/api/v1/recognition/recognize', 'read', 'CompreFace: recognize the faces of a picture (subjects with similarity)', async (req, reply) => {
       const q = faceQuery(req.query as Query);
-      const image = await pictureOf(req, 'file');
-      const faces = await facesOf(image, q, true);
+      const { image, faces } = await analyse(reply, await fileOf(req, 'file'), q, true);
       const s = scale();
       const result = faces.map((f) => ({
         ...faceResult(f, image, q),
@@ -147,9 +154,11 @@ export function comprefaceRoutes(ctx: ServerContext) {
       const subject = query.subject?.trim();
       if (!subject) throw new FacestreamError('BAD_REQUEST', 'subject is required', { field: 'subject' });
       const q = faceQuery(query);
-      const file = onePicture(await readCompatForm(req, ['file']), 'file', 'file is required');
-      if (q.detProbThreshold > 0) await facesOf(await decodeUpload(ctx, file), q, false);
-      const report = await ctx.enroller.enrollPictures({ name: subject }, [file], { allowLargest: true });
+      const file = await fileOf(req, 'file');
+      const report = await gated(ctx, reply, async () => {
+        if (q.detProbThreshold > 0) await facesOf(await decodeUpload(ctx, file), q, false);
+        return ctx.enroller.enrollPictures({ name: subject }, [file], { allowLargest: true });
+      });
       if (report.added.length === 0) {
         const r = report.rejected[0];
         // The same picture again: CompreFace would store a second copy; the stored one stands for it.
@@ -214,7 +223,8 @@ export function comprefaceRoutes(ctx: ServerContext) {
       return { image_id: t.id, subject: identity?.name ?? null };
     });
 
-    route('GET', '/api/v1/recognition/faces/:image_id/img', 'read', 'CompreFace: the stored picture of an example (facestream keeps the face crop)', async (req, reply) => {
+    // Face crops are biometric data: a write key, as for the native crop route.
+    route('GET', '/api/v1/recognition/faces/:image_id/img', 'write', 'CompreFace: the stored picture of an example (facestream keeps the face crop)', async (req, reply) => {
       const t = templateOf((req.params as { image_id: string }).image_id);
       const crop = gallery().templateCrop(t.id);
       if (!crop) throw new FacestreamError('TEMPLATE_NOT_FOUND', `Image with id ${t.id} has no stored picture`, { image_id: t.id });
@@ -222,11 +232,10 @@ export function comprefaceRoutes(ctx: ServerContext) {
       return crop.data;
     });
 
-    route('POST', '/api/v1/recognition/faces/:image_id/verify', 'read', 'CompreFace: compare the faces of a picture with one example', async (req) => {
+    route('POST', '/api/v1/recognition/faces/:image_id/verify', 'read', 'CompreFace: compare the faces of a picture with one example', async (req, reply) => {
       const t = templateOf((req.params as { image_id: string }).image_id);
       const q = faceQuery(req.query as Query);
-      const image = await pictureOf(req, 'file');
-      const faces = await facesOf(image, q, true);
+      const { image, faces } = await analyse(reply, await fileOf(req, 'file'), q, true);
       const reference = gallery().templateEmbedding(t.id);
       const s = scale();
       return { result: faces.map((f) => ({ ...faceResult(f, image, q), similarity: s.toConfidence(cosineSimilarity(f.embedding!, reference)) })), ...pluginsVersions(q) };
@@ -270,25 +279,25 @@ export function comprefaceRoutes(ctx: ServerContext) {
 
     // ------------------------------------------------------------ detection and verification services
 
-    route('POST', '/api/v1/detection/detect', 'read', 'CompreFace: detect faces (box, and the requested plugins)', async (req) => {
+    route('POST', '/api/v1/detection/detect', 'read', 'CompreFace: detect faces (box, and the requested plugins)', async (req, reply) => {
       const q = faceQuery(req.query as Query);
-      const image = await pictureOf(req, 'file');
-      const faces = await facesOf(image, q, false);
+      const { image, faces } = await analyse(reply, await fileOf(req, 'file'), q, false);
       return { result: faces.map((f) => faceResult(f, image, q)), ...pluginsVersions(q) };
     });
 
-    route('POST', '/api/v1/verification/verify', 'read', 'CompreFace: compare the largest face of source_image with the faces of target_image', async (req) => {
+    route('POST', '/api/v1/verification/verify', 'read', 'CompreFace: compare the largest face of source_image with the faces of target_image', async (req, reply) => {
       const q = faceQuery(req.query as Query);
-      const form = await readCompatForm(req, ['source_image', 'target_image']);
-      const [source, target] = await Promise.all(
-        ['source_image', 'target_image'].map((field) => {
-          const file = form.files.find((f) => f.field === field);
-          if (!file) throw new FacestreamError('BAD_REQUEST', `${field} is required`, { field });
-          return decodeUpload(ctx, file);
-        }),
-      );
-      const sourceFace = largestFace(await facesOf(source, { ...q, limit: 0 }, true))!;
-      const targets = await facesOf(target, q, true);
+      const form = await readCompatForm(req, ['source_image', 'target_image'], 2);
+      const [sourceFile, targetFile] = ['source_image', 'target_image'].map((field) => {
+        const file = form.files.find((f) => f.field === field);
+        if (!file) throw new FacestreamError('BAD_REQUEST', `${field} is required`, { field });
+        return file;
+      });
+      const { source, sourceFace, target, targets } = await gated(ctx, reply, async () => {
+        const [source, target] = await Promise.all([decodeUpload(ctx, sourceFile), decodeUpload(ctx, targetFile)]);
+        const sourceFace = largestFace(await facesOf(source, { ...q, limit: 0 }, true))!;
+        return { source, sourceFace, target, targets: await facesOf(target, q, true) };
+      });
       const s = scale();
       return {
         result: [

@@ -6,7 +6,7 @@ import type { Access } from '../auth.js';
 import type { ServerContext } from '../context.js';
 import { toProblem } from '../problem.js';
 import { rateLimitOf } from '../routes/streams.js';
-import { acceptUrlencoded, bearerKey, checkCompatKey, ConfidenceScale, decodeUpload, numberField, onePicture, pixelBox, readCompatForm, type CompatForm } from './common.js';
+import { acceptUrlencoded, bearerKey, checkCompatKey, ConfidenceScale, decodeUpload, gated, numberField, onePicture, pictureFace, readCompatForm, type CompatForm } from './common.js';
 
 /** DeepStack's default min_confidence for recognition (its documentation, "Setting Minimum Confidence"). */
 const DEEPSTACK_DEFAULT_MIN_CONFIDENCE = 0.67;
@@ -35,8 +35,11 @@ export function deepstackRoutes(ctx: ServerContext) {
       return reply.code(p.status).send({ success: false, error: p.detail, code: p.status, duration: 0 });
     });
 
-    /** Registers a route whose form is read first: the key may be one of its fields. */
-    const route = (url: string, access: Access, summary: string, handler: (form: CompatForm, req: FastifyRequest) => Promise<Record<string, unknown>>) =>
+    /**
+     * Registers a route whose form is read first (the key may be one of its fields); with
+     * `pictures`, the handler runs with a turn of the picture gate.
+     */
+    const route = (url: string, access: Access, pictures: boolean, summary: string, handler: (form: CompatForm) => Promise<Record<string, unknown>>) =>
       app.post(
         url,
         {
@@ -45,11 +48,11 @@ export function deepstackRoutes(ctx: ServerContext) {
           config: { access: 'public', rateLimit: rateLimitOf(ctx) },
           schema: { tags: ['deepstack'], summary, description: 'DeepStack-compatible (multipart form; key in the api_key field or Authorization: Bearer). See the README\'s compatibility table.' },
         },
-        async (req) => {
+        async (req, reply) => {
           const started = performance.now();
-          const form = await readCompatForm(req, []);
+          const form = await readCompatForm(req, [], ctx.config.server.limits.maxFiles);
           checkCompatKey(ctx, bearerKey(req) ?? form.fields.api_key, access);
-          const out = await handler(form, req);
+          const out = pictures ? await gated(ctx, reply, () => handler(form)) : await handler(form);
           return { success: true, ...out, duration: Math.round(performance.now() - started) };
         },
       );
@@ -61,13 +64,13 @@ export function deepstackRoutes(ctx: ServerContext) {
       return { image, faces: faces as AnalyzedFace[] };
     };
 
-    route('/v1/vision/face', 'read', 'DeepStack: detect faces', async (form) => {
+    route('/v1/vision/face', 'read', true, 'DeepStack: detect faces', async (form) => {
       const minConfidence = numberField(form.fields.min_confidence, 'min_confidence', 0, 0, 1);
       const { image, faces } = await analyzeOne(form, 'image', false);
-      return { predictions: faces.filter((f) => f.score >= minConfidence).map((f) => ({ confidence: f.score, ...pixelBox(f.box, image.width, image.height) })) };
+      return { predictions: faces.filter((f) => f.score >= minConfidence).map((f) => ({ confidence: f.score, ...pictureFace(f, image).box })) };
     });
 
-    route('/v1/vision/face/recognize', 'read', 'DeepStack: who is each face (userid, confidence; "unknown" below min_confidence)', async (form) => {
+    route('/v1/vision/face/recognize', 'read', true, 'DeepStack: who is each face (userid, confidence; "unknown" below min_confidence)', async (form) => {
       const minConfidence = numberField(form.fields.min_confidence, 'min_confidence', DEEPSTACK_DEFAULT_MIN_CONFIDENCE, 0, 1);
       const { image, faces } = await analyzeOne(form, 'image', true);
       const s = scale();
@@ -75,12 +78,12 @@ export function deepstackRoutes(ctx: ServerContext) {
         const [best] = ctx.gallery.search(f.embedding!, 1);
         const confidence = best ? s.toConfidence(best.similarity) : 0;
         const known = best !== undefined && confidence >= minConfidence;
-        return { userid: known ? best.name : 'unknown', confidence: known ? confidence : 0, ...pixelBox(f.box, image.width, image.height) };
+        return { userid: known ? best.name : 'unknown', confidence: known ? confidence : 0, ...pictureFace(f, image).box };
       });
       return { predictions };
     });
 
-    route('/v1/vision/face/register', 'write', 'DeepStack: register pictures (one or more files) under a userid', async (form) => {
+    route('/v1/vision/face/register', 'write', true, 'DeepStack: register pictures (one or more files) under a userid', async (form) => {
       const userid = form.fields.userid?.trim();
       if (!userid) throw new FacestreamError('BAD_REQUEST', 'user id not specified', { field: 'userid' });
       if (form.files.length === 0) throw new FacestreamError('BAD_REQUEST', 'No valid image file found', { field: 'image' });
@@ -91,9 +94,9 @@ export function deepstackRoutes(ctx: ServerContext) {
       return { message: 'face added' };
     });
 
-    route('/v1/vision/face/list', 'read', 'DeepStack: registered userids', async () => ({ faces: ctx.gallery.listIdentities().map((i) => i.name) }));
+    route('/v1/vision/face/list', 'read', false, 'DeepStack: registered userids', async () => ({ faces: ctx.gallery.listIdentities().map((i) => i.name) }));
 
-    route('/v1/vision/face/delete', 'write', 'DeepStack: delete a userid and its pictures', async (form) => {
+    route('/v1/vision/face/delete', 'write', false, 'DeepStack: delete a userid and its pictures', async (form) => {
       const userid = form.fields.userid?.trim();
       if (!userid) throw new FacestreamError('BAD_REQUEST', 'user id not specified', { field: 'userid' });
       // DeepStack answers success for a userid it does not know: deleting is idempotent.
@@ -101,7 +104,7 @@ export function deepstackRoutes(ctx: ServerContext) {
       return {};
     });
 
-    route('/v1/vision/face/match', 'read', 'DeepStack: similarity of the largest faces of image1 and image2', async (form) => {
+    route('/v1/vision/face/match', 'read', true, 'DeepStack: similarity of the largest faces of image1 and image2', async (form) => {
       const pictures = ['image1', 'image2'].map((field) => {
         const file = form.files.find((f) => f.field === field);
         if (!file) throw new FacestreamError('BAD_REQUEST', `${field} not found`, { field });

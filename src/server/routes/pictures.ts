@@ -182,7 +182,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
 }
 
 /** A face found in a shrunk picture, in the picture's own pixels (box and landmarks times `scale`). */
-function inPicture<F extends { box: number[]; landmarks?: number[][] }>(face: F, scale: number): F {
+export function inPicture<F extends { box: number[]; landmarks?: number[][] }>(face: F, scale: number): F {
   if (scale === 1) return face;
   return { ...face, box: face.box.map((v) => v * scale), ...(face.landmarks ? { landmarks: face.landmarks.map((p) => p.map((v) => v * scale)) } : {}) };
 }
