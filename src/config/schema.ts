@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { gallerySchema } from './sections/gallery.js';
+import { historySchema } from './sections/history.js';
 import { ingestSchema } from './sections/ingest.js';
 import { mqttSchema } from './sections/mqtt.js';
 import { pipelineSchema } from './sections/pipeline.js';
@@ -187,6 +188,7 @@ export const configSchema = z.strictObject({
   pipeline: pipelineSchema,
   server: serverSchema,
   mqtt: mqttSchema,
+  history: historySchema,
 });
 
 export type Config = z.infer<typeof configSchema>;
