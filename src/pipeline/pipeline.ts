@@ -79,12 +79,9 @@ class StreamSlot {
   removed = false;
   /** Fair-queueing clock: compute time this stream has been given, in ms. */
   virtualTime = 0;
-
-  get waiting(): boolean {
-    return this.queue.length > 0;
-  }
   /** Smoothed processing cost of one frame of this stream, in ms. */
   costMs = 0;
+  /** When keyframes are due, which tracked faces to look for, the motion background. */
   readonly detection: StreamDetection;
 
   constructor(
@@ -98,6 +95,11 @@ class StreamSlot {
     this.detection = new StreamDetection({ ...policy, mode: own?.mode ?? policy.mode, keyframeIntervalMs: own?.keyframeIntervalMs ?? policy.keyframeIntervalMs });
     this.tracker = new IouTracker({ iouThreshold: config.tracking.iouThreshold, maxMisses: config.tracking.maxMisses });
     this.appearances = new AppearanceLog(id, bus, config.appearanceGraceMs);
+  }
+
+  /** A frame is waiting to be admitted (fair-share.ts). */
+  get waiting(): boolean {
+    return this.queue.length > 0;
   }
 
   markProcessed(now: number): void {
