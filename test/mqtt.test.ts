@@ -83,7 +83,11 @@ describe('MQTT and Home Assistant discovery (real mosquitto, real server process
     const events = () => watcher.on('facestream/streams/hamilton/events').map((m) => ({ ...m, event: JSON.parse(m.payload) as Record<string, unknown> }));
     const appeared = await waitFor(() => events().find((e) => e.event.type === 'appeared' && (e.event.identity as { id?: string } | null)?.id === 'lin'), 40_000, 'Lin appearing');
     expect(appeared.retain).toBe(false);
-    expect(appeared.event).toMatchObject({ stream: { id: 'hamilton', name: 'Hamilton stage' }, identity: { id: 'lin', name: LIN }, unknown: false, snapshotUrl: null });
+    expect(appeared.event).toMatchObject({ stream: { id: 'hamilton', name: 'Hamilton stage' }, identity: { id: 'lin', name: LIN }, unknown: false });
+    // The appearance history's ids, and its crop as the event's picture.
+    const ids = appeared.event.appearanceIds as number[];
+    expect(ids.length).toBeGreaterThan(0);
+    expect(appeared.event.snapshotUrl).toBe(`/api/v1/appearances/${ids[0]}/crop`);
     expect(appeared.event.similarity).toBeGreaterThan(0.3);
     expect(Date.parse(appeared.event.time as string)).toBeGreaterThan(Date.now() - 60_000);
     expect((appeared.event.trackIds as number[]).length).toBeGreaterThan(0);

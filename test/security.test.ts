@@ -43,7 +43,7 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
       logger: createLogger('trace', sink),
       configure: (c) => {
         c.server.auth = { ...c.server.auth, openRead: true };
-        c.server.rateLimit = { max: 6, windowMs: 60_000 };
+        c.server.rateLimit = { max: 12, windowMs: 60_000 };
         c.server.cors = { origins: ['http://dashboard.example'] };
         c.server.sources = { ...c.server.sources, allowedHosts: ['127.0.0.1'] };
         c.ingest = { ...c.ingest, reconnect: { ...c.ingest.reconnect, initialDelayMs: 200, maxDelayMs: 1000 } };
@@ -206,16 +206,35 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
       const started = Date.now();
       const res = await inject({ method: 'POST', url: '/api/v1/detect', headers: server.auth, payload: { image: png.toString('base64') } });
+      const firstMb = (peak - rss0) / 2 ** 20;
+      // The smallest face the API lets a client ask for: the pyramid must not enlarge the shrunk picture again.
+      const smallest = await inject({ method: 'POST', url: '/api/v1/detect?minFaceSize=12', headers: server.auth, payload: { image: png.toString('base64') } });
       clearInterval(sampler);
+      expect(smallest.statusCode).toBe(200);
       const growthMb = (peak - rss0) / 2 ** 20;
-      console.log(`6320x6320 1-bit PNG: ${png.length} bytes, /detect ${Date.now() - started} ms, peak rss growth ${growthMb.toFixed(0)} MB`);
+      console.log(`6320x6320 1-bit PNG: ${png.length} bytes, two /detect calls ${Date.now() - started} ms, peak rss growth ${firstMb.toFixed(0)} MB (default smallest face), ${growthMb.toFixed(0)} MB (then minFaceSize=12)`);
       expect(res.statusCode).toBe(200);
       const body = res.json() as { width: number; height: number; faces: { box: number[] }[] };
       expect([body.width, body.height]).toEqual([side, side]);
-      // Before: 3.4 GB and 15-18 s. Decoded at limits.maxDecodeSide, the bound is what the README states.
-      expect(growthMb).toBeLessThan(400);
+      // Before: 3.4 GB kept and 15-18 s for one call. Decoded at limits.maxDecodeSide, SECURITY.md states the bound.
+      expect(growthMb).toBeLessThan(1024);
       const biggest = [...body.faces].sort((a, b) => area(b) - area(a))[0];
       if (biggest) expect(biggest.box[0]).toBeGreaterThan(2900);
+    });
+
+    it('answers in the picture\'s own pixels when it was shrunk on load', async () => {
+      const file = dataFile('faces', 'barack_obama', '1.jpg');
+      const meta = await sharp(file).metadata();
+      const detect = async (data: Buffer) => (await inject({ method: 'POST', url: '/api/v1/detect', headers: server.auth, payload: { image: data.toString('base64') } })).json() as { width: number; faces: { box: number[]; landmarks: number[][] }[] };
+      const small = await detect(fs.readFileSync(file));
+      const k = 4000 / meta.width!;
+      const big = await detect(await sharp(file).resize(4000).jpeg({ quality: 92 }).toBuffer());
+      expect(big.width).toBe(4000);
+      const a = [...small.faces].sort((x, y) => area(y) - area(x))[0];
+      const b = [...big.faces].sort((x, y) => area(y) - area(x))[0];
+      const side = (a.box[2] - a.box[0]) * k;
+      for (let i = 0; i < 4; i++) expect(Math.abs(b.box[i] - a.box[i] * k)).toBeLessThan(0.1 * side);
+      expect(Math.abs(b.landmarks[0][0] - a.landmarks[0][0] * k)).toBeLessThan(0.1 * side);
     });
 
     it('stops reading a multipart body at the first file past what the route takes', async () => {
@@ -311,9 +330,9 @@ describe('untrusted input never crashes, leaks or exhausts the server', () => {
     it('rate-limits made-up keys by address, and refuses WebSocket pages from other origins', async () => {
       const detect = (key: string) => inject({ method: 'POST', url: '/api/v1/detect', headers: { authorization: `Bearer ${key}` }, payload: { image: blank.toString('base64') } });
       const statuses: number[] = [];
-      for (let i = 0; i < 8; i++) statuses.push((await detect(`made-up-key-${i}-0123456789abcdef`)).statusCode);
-      expect(statuses.slice(0, 6).every((s) => s === 200)).toBe(true);
-      expect(statuses.slice(6)).toEqual([429, 429]);
+      for (let i = 0; i < 14; i++) statuses.push((await detect(`made-up-key-${i}-0123456789abcdef`)).statusCode);
+      expect(statuses.slice(0, 12).every((s) => s === 200)).toBe(true);
+      expect(statuses.slice(12)).toEqual([429, 429]);
 
       const evil = new TestClient(`${server.wsUrl}/api/v1/live`, { headers: { ...server.auth, origin: 'https://evil.example' } });
       await expect(evil.opened()).rejects.toThrow(/403/);

@@ -465,7 +465,11 @@ describe('REST API (real models, gallery, ffmpeg)', () => {
     expect(first.keySource).toBe('generated');
     expect((await first.app.inject({ url: '/api/v1/streams', headers: { authorization: `Bearer ${key}` } })).statusCode).toBe(200);
     await first.close();
-    const dbBytes = fs.readdirSync(path.join(dir, 'data')).map((f) => fs.readFileSync(path.join(dir, 'data', f)).toString('latin1')).join('');
+    const dbBytes = fs
+      .readdirSync(path.join(dir, 'data'), { withFileTypes: true })
+      .filter((f) => f.isFile())
+      .map((f) => fs.readFileSync(path.join(dir, 'data', f.name)).toString('latin1'))
+      .join('');
     expect(dbBytes).not.toContain(key);
     expect(quiet.lines.join('\n')).not.toContain(key);
 

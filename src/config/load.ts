@@ -134,7 +134,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 }
 
 /** Config paths holding filesystem paths, resolved relative to the config file that sets them. */
-export const PATH_KEYS = ['server.dataDir', 'server.demo.video', 'server.demo.faces', 'server.demo.dataDir', 'models.dir', 'models.manifest', 'models.mirror', 'gallery.dir'];
+export const PATH_KEYS = ['server.dataDir', 'server.demo.video', 'server.demo.faces', 'server.demo.dataDir', 'models.dir', 'models.manifest', 'models.mirror', 'gallery.dir', 'history.dir'];
 
 function resolveRelativePaths(cfg: Plain, baseDir: string): void {
   for (const dotted of PATH_KEYS) {

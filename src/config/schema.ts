@@ -2,6 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { defaultModelsDir } from '../paths.js';
 import { gallerySchema } from './sections/gallery.js';
+import { historySchema } from './sections/history.js';
 import { ingestSchema } from './sections/ingest.js';
 import { mqttSchema } from './sections/mqtt.js';
 import { pipelineSchema } from './sections/pipeline.js';
@@ -174,12 +175,12 @@ export const limitsSchema = z
     /**
      * Pictures sent to the server and enrolled pictures are decoded no larger than this on their
      * longest side (shrunk while loading; coordinates in answers are the picture's own; the
-     * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the memory and detection time of
-     * one picture whatever its size (a 40 MP picture: ~210 MB peak instead of 3.4 GB). 1920 is
-     * the size camera frames are analysed at (ingest.maxWidth); a face must then be about
-     * 20 px x (longest side / 1920) to be found, e.g. 42 px in a 4032x3024 phone picture. 0: full size.
+     * CLI's detect, analyze, identify, verify and embed read files at full size). It bounds the
+     * memory and detection time of one picture whatever its size (a 40 MP picture: 130-800 MB
+     * peak instead of 3.4-8 GB, see SECURITY.md). At 2048 a face must be about
+     * 20 px x (longest side / 2048) to be found, e.g. 40 px in a 4032x3024 phone picture. 0: full size.
      */
-    maxDecodeSide: z.int().min(0).max(65_535).default(1920),
+    maxDecodeSide: z.int().min(0).max(65_535).default(2048),
     /** CPU time one picture decode may take before it is abandoned (sharp's timeout). A 40 MP JPEG takes under 2 s on one core. 0: no limit. */
     decodeTimeoutSeconds: z.int().min(0).max(3600).default(10),
     /**
@@ -204,6 +205,7 @@ export const configSchema = z.strictObject({
   pipeline: pipelineSchema,
   server: serverSchema,
   mqtt: mqttSchema,
+  history: historySchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -78,3 +78,12 @@ export function budgetedDecoder(input: Buffer, budget: DecodeBudget, size: { wid
   }
   return { pipeline, scale: 1 };
 }
+
+/**
+ * A face found in a picture decoded at 1/`scale` of its size, in the picture's own pixels
+ * (box and landmarks times `scale`): what every answer that gives coordinates must use.
+ */
+export function toPicturePixels<F extends { box: readonly number[]; landmarks?: readonly (readonly number[])[] }>(face: F, scale: number): F {
+  if (scale === 1) return face;
+  return { ...face, box: face.box.map((v) => v * scale), ...(face.landmarks ? { landmarks: face.landmarks.map((p) => p.map((v) => v * scale)) } : {}) };
+}

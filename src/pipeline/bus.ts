@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DropReason, FrameResult, PipelineFrame } from './result.js';
+import type { DetailedFace, DropReason, FrameResult, PipelineFrame } from './result.js';
 
 export interface AppearanceEvent {
   type: 'appeared' | 'left';
@@ -13,8 +13,11 @@ export interface AppearanceEvent {
 }
 
 export interface PipelineEvents {
-  /** One processed frame; `frame` holds its pixels for viewers that want them (do not keep it). */
-  frame: [result: FrameResult, frame: PipelineFrame];
+  /**
+   * One processed frame; `frame` holds its pixels for viewers that want them (do not change it),
+   * `faces` the same faces with their detections and this frame's embeddings (src/history).
+   */
+  frame: [result: FrameResult, frame: PipelineFrame, faces?: DetailedFace[]];
   appearance: [event: AppearanceEvent];
   dropped: [info: { streamId: string; seq: number; reason: DropReason }];
   'stream-added': [streamId: string];

@@ -14,7 +14,7 @@ import { cosineSimilarity } from './embed/vector.js';
 import { noopObserver, type PipelineObserver } from './metrics.js';
 import { chargeFairShare, pickFairShare, wakeFairShare } from './fair-share.js';
 import { OrderedGate } from './ordered-gate.js';
-import type { DropReason, FrameResult, PipelineFrame, ResultFace } from './result.js';
+import type { DetailedFace, DropReason, FrameResult, PipelineFrame } from './result.js';
 import { IdentityVoter, voteWeight } from './track/identity-vote.js';
 import { IouTracker, type Track } from './track/tracker.js';
 import type { PipelineConfig } from '../config/sections/pipeline.js';
@@ -75,16 +75,13 @@ class StreamSlot {
   readonly stats: StreamStats = { received: 0, processed: 0, dropped: { stale: 0, 'too-old': 0, error: 0, stopped: 0 }, faces: 0, embedded: 0, fps: 0, lastLatencyMs: null };
   private readonly processedTimes: number[] = [];
   /** The last processed frame and its faces, for enrolling a face seen live by track id. */
-  last: { frame: PipelineFrame; faces: (ResultFace & { detection: DetectedFace })[] } | undefined;
+  last: { frame: PipelineFrame; faces: DetailedFace[] } | undefined;
   removed = false;
   /** Fair-queueing clock: compute time this stream has been given, in ms. */
   virtualTime = 0;
-
-  get waiting(): boolean {
-    return this.queue.length > 0;
-  }
   /** Smoothed processing cost of one frame of this stream, in ms. */
   costMs = 0;
+  /** When keyframes are due, which tracked faces to look for, the motion background. */
   readonly detection: StreamDetection;
 
   constructor(
@@ -98,6 +95,11 @@ class StreamSlot {
     this.detection = new StreamDetection({ ...policy, mode: own?.mode ?? policy.mode, keyframeIntervalMs: own?.keyframeIntervalMs ?? policy.keyframeIntervalMs });
     this.tracker = new IouTracker({ iouThreshold: config.tracking.iouThreshold, maxMisses: config.tracking.maxMisses });
     this.appearances = new AppearanceLog(id, bus, config.appearanceGraceMs);
+  }
+
+  /** A frame is waiting to be admitted (fair-share.ts). */
+  get waiting(): boolean {
+    return this.queue.length > 0;
   }
 
   markProcessed(now: number): void {
@@ -361,7 +363,7 @@ export class Pipeline {
       this.observer.stage('total', performance.now() - start);
       this.observer.stage('capture-to-result', result.processedAt - frame.capturedAt);
       this.observer.frameProcessed(slot.id, faces.length);
-      this.bus.emit('frame', result, frame);
+      this.bus.emit('frame', result, frame, slot.last!.faces);
     } catch (err) {
       if (!passedTrack) slot.trackGate.skip(ticket);
       if (!passedEmit) slot.emitGate.skip(ticket);
@@ -460,6 +462,7 @@ export class Pipeline {
       info.age = info.age === null ? a.age : info.age + (a.age - info.age) / info.attrSamples;
       info.genderScore = info.genderScore === null ? a.genderScore : info.genderScore + (a.genderScore - info.genderScore) / info.attrSamples;
     });
+    const embedded = new Map(plan.embed.map((faceIndex, k) => [faceIndex, vectors[k]]));
     const resultFaces = faces.map((face, i) => {
       const track = tracks[i];
       const info = slot.trackInfo.get(track.id);
@@ -474,7 +477,8 @@ export class Pipeline {
         age: info?.age === null || info?.age === undefined ? null : Math.round(info.age),
         gender: info?.genderScore === null || info?.genderScore === undefined ? null : info.genderScore > 0.5 ? 'male' : 'female',
         detection: face,
-      } satisfies ResultFace & { detection: DetectedFace };
+        embedding: embedded.get(i) ?? null,
+      } satisfies DetailedFace;
     });
     slot.appearances.flush(frame.capturedAt);
     slot.last = { frame, faces: resultFaces };
@@ -487,7 +491,7 @@ export class Pipeline {
       width: frame.width,
       height: frame.height,
       ...(frame.sizeChangedFrom ? { sizeChangedFrom: frame.sizeChangedFrom } : {}),
-      faces: resultFaces.map(({ detection: _d, ...rest }) => rest),
+      faces: resultFaces.map(({ detection: _d, embedding: _e, ...rest }) => rest),
     };
   }
 }

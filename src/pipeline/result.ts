@@ -1,3 +1,4 @@
+import type { DetectedFace } from './detect/mtcnn.js';
 import type { Box, Point } from '../image/types.js';
 
 /** A face in one processed frame. */
@@ -10,6 +11,13 @@ export interface ResultFace {
   identity: { id: string; name: string; similarity: number } | null;
   age: number | null;
   gender: 'male' | 'female' | null;
+}
+
+/** A face as the pipeline keeps it: the detector's output, and the embedding when this frame recognised the track. */
+export interface DetailedFace extends ResultFace {
+  detection: DetectedFace;
+  /** Unit-length embedding computed for this face in this frame, or null (not recognised this frame). */
+  embedding: Float32Array | null;
 }
 
 /** The pipeline's output for one frame of one stream (the WebSocket pushes this object). */

@@ -16,6 +16,7 @@ import type { ServerContext } from './context.js';
 import { installProblemHandlers, problem, problemSchema, sendProblem } from './problem.js';
 import { galleryRoutes, registerImportParsers } from './routes/gallery.js';
 import { healthRoutes } from './routes/health.js';
+import { historyRoutes } from './routes/history.js';
 import { liveRoutes } from './routes/live.js';
 import { pictureRoutes } from './routes/pictures.js';
 import { streamRoutes } from './routes/streams.js';
@@ -142,6 +143,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   galleryRoutes(app, ctx);
   pictureRoutes(app, ctx);
   liveRoutes(app, ctx);
+  if (ctx.history) historyRoutes(app, ctx, ctx.history);
   // Other servers' APIs, each in its own scope (own error format, urlencoded forms): src/server/compat.
   if (cfg.compat.deepstack) await app.register(deepstackRoutes(ctx));
   if (cfg.compat.compreface) await app.register(comprefaceRoutes(ctx));

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import type { AppearanceHistory } from '../history/history.js';
 import type { Enroller } from '../index/enroll.js';
 import type { Gallery } from '../index/gallery.js';
 import type { Logger } from '../log.js';
@@ -35,6 +36,8 @@ export interface ServerContext {
   pictureGate: PictureGate;
   keys: ApiKeys;
   readiness: Readiness;
+  /** The appearance history and face library (undefined: history.enabled is off). */
+  history?: AppearanceHistory;
   /** The server's data directory (temporary files for export/import go under it). */
   dataDir: string;
   version: string;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
+import { startHistory } from '../history/service.js';
 import { Enroller } from '../index/enroll.js';
 import { Gallery } from '../index/gallery.js';
 import { startMqtt } from '../integrations/mqtt/index.js';
@@ -143,8 +144,13 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     metrics.galleryCounts(gallery.counts());
     const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits });
 
+    // Opened before the pipeline so that it closes after it: the appearances still open are written.
+    const history = await startHistory(cfg, { dataDir, modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, gallery, logger, registry: metrics.registry });
+    if (history) cleanup.push(() => history.close());
+
     const pipeline = new Pipeline(analyzer, cfg.pipeline, { gallery, logger, observer: metrics.pipelineObserver });
     cleanup.push(() => pipeline.close());
+    history?.attach(pipeline.bus);
     metrics.fpsSource = (id) => pipeline.streamStats(id)?.fps;
     metrics.queueSource = () => {
       const q = pipeline.queueDepths();
@@ -166,14 +172,14 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
     if (cfg.mqtt.url) {
       // Closed before the streams (cleanup runs in reverse): subscribers see them stopped, then "offline".
-      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry });
+      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
       cleanup.push(() => mqtt.close());
     }
 
-    const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger });
+    const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version };
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history };
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.

@@ -23,6 +23,8 @@ export interface BridgeSources {
     off(event: 'change', fn: (change: StreamChange) => void): unknown;
   };
   gallery: Gallery;
+  /** The appearance history's ids and crop URLs for tracks of a stream (absent: no history). */
+  appearances?: (streamId: string, trackIds: number[], identityId: string | null, appeared: boolean) => { id: number; cropUrl: string }[];
 }
 
 /** An appeared / left message on <prefix>/streams/<id>/events. */
@@ -39,8 +41,10 @@ export interface PresenceEventMessage {
   firstSeen: string;
   lastSeen: string;
   trackIds: number[];
-  /** A picture of the face; null until face history (snapshots) exists. */
+  /** The best face of the appearance so far (path of the history's crop URL, under the server's address; needs a read key); null without the history. */
   snapshotUrl: string | null;
+  /** The appearance history's ids of these tracks' appearances (GET /api/v1/appearances/{id}). */
+  appearanceIds: number[];
 }
 
 interface UnknownTrack {
@@ -265,6 +269,7 @@ export class MqttBridge {
     at: { firstSeen: number; lastSeen: number; trackIds: number[]; time: number },
   ): void {
     if (this.closed) return;
+    const refs = this.sources.appearances?.(streamId, at.trackIds, identity?.id ?? null, type === 'appeared') ?? [];
     const msg: PresenceEventMessage = {
       type,
       stream: { id: streamId, name: v.name },
@@ -275,7 +280,8 @@ export class MqttBridge {
       firstSeen: iso(at.firstSeen),
       lastSeen: iso(at.lastSeen),
       trackIds: at.trackIds,
-      snapshotUrl: null,
+      snapshotUrl: refs[0]?.cropUrl ?? null,
+      appearanceIds: refs.map((r) => r.id),
     };
     this.sink.publish(this.topics.streamEvents(streamId), JSON.stringify(msg), false);
   }

@@ -1,5 +1,6 @@
 import type client from 'prom-client';
 import type { MqttConfig } from '../../config/sections/mqtt.js';
+import type { AppearanceHistory } from '../../history/history.js';
 import type { Gallery } from '../../index/gallery.js';
 import type { Logger } from '../../log.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
@@ -26,6 +27,8 @@ export interface MqttIntegrationDeps {
   /** How long an unseen track counts as present (the pipeline's appearanceGraceMs). */
   graceMs: number;
   registry?: client.Registry;
+  /** The appearance history: events then carry the appearance ids and the face crop's URL. */
+  history?: Pick<AppearanceHistory, 'eventRefs'>;
 }
 
 /**
@@ -47,7 +50,7 @@ export function startMqtt(deps: MqttIntegrationDeps): MqttIntegration {
     subscriptions: [identityStates, ...(ha ? [ha.homeAssistantStatusTopic] : [])],
   });
   const bridge = new MqttBridge(
-    { bus: deps.pipeline.bus, present: (id) => deps.pipeline.appearances(id)?.current() ?? [], streams: deps.streams, gallery: deps.gallery },
+    { bus: deps.pipeline.bus, present: (id) => deps.pipeline.appearances(id)?.current() ?? [], streams: deps.streams, gallery: deps.gallery, appearances: deps.history && ((s, t, who, appeared) => deps.history!.eventRefs(s, t, who, appeared)) },
     publisher,
     topics,
     ha,

@@ -54,7 +54,10 @@ export class StreamDetection {
     }
     const now = StreamDetection.timeOf(frame);
     // A timeline that jumps back (a reconnect, a looped file) restarts the interval.
-    if (now < this.lastKeyframeAt) this.lastKeyframeAt = -Infinity;
+    if (now < this.lastKeyframeAt) {
+      this.lastKeyframeAt = -Infinity;
+      this.movedSinceKeyframe = true;
+    }
     const since = now - this.lastKeyframeAt;
     // The request carries its own flag: whichever thread detects this frame starts the background.
     const motion = this.background && { cells: this.background.cells, fresh: this.background.fresh };

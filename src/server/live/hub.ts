@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { WebSocketConfig } from '../../config/sections/server.js';
+import type { AppearanceHistory } from '../../history/history.js';
 import type { Gallery } from '../../index/gallery.js';
 import type { Logger } from '../../log.js';
 import type { AppearanceEvent } from '../../pipeline/bus.js';
@@ -9,6 +10,7 @@ import type { FrameResult, PipelineFrame } from '../../pipeline/result.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { StreamChange, StreamManager } from '../streams.js';
 import { LiveClient, textPayload, type Payload } from './client.js';
+import { forwardHistory } from './history-events.js';
 import { FrameJpegEncoder, type EncodedFrame } from './jpeg.js';
 import { packJpegFrame, type JpegHeader, type JpegOptions, type StateMessage, type Subscription } from './protocol.js';
 
@@ -19,6 +21,8 @@ export interface LiveHubDeps {
   metrics: ServerMetrics;
   config: WebSocketConfig;
   logger: Logger;
+  /** The appearance history: its events go to clients, and appearance events carry its ids. */
+  history?: AppearanceHistory;
 }
 
 /** What a client may ask for, clamped to the server's limits. */
@@ -60,6 +64,7 @@ export class LiveHub {
       () => streams.off('change', onStream),
     );
     this.watchGallery();
+    if (deps.history) this.unsubscribe.push(forwardHistory(deps.history, (streamId, payload) => this.publish(streamId, payload)));
     this.timers.push(setInterval(() => this.heartbeat(), deps.config.heartbeatMs));
     this.timers.push(setInterval(() => this.sendStats(), 1000));
   }
@@ -236,8 +241,24 @@ export class LiveHub {
     let text: Payload | undefined;
     for (const client of this.clients.values()) {
       if (!client.wants(event.streamId)) continue;
-      text ??= textPayload({ ...event, v: 1, type: 'appearance', event: event.type });
+      text ??= textPayload({ ...event, v: 1, type: 'appearance', event: event.type, appearances: this.appearanceRefs(event) });
       client.enqueue('event', 'appearance', text);
+    }
+  }
+
+  /** The history's appearances behind an appeared/left event ("left" names no track: the identity's latest one). */
+  private appearanceRefs(event: AppearanceEvent): { id: number; trackId: number; cropUrl: string }[] {
+    return this.deps.history?.eventRefs(event.streamId, event.trackIds, event.identity.id, event.type === 'appeared') ?? [];
+  }
+
+  /** Sends an event to the clients subscribed to `streamId` (null: to every client). */
+  publish(streamId: string | null, payload: Record<string, unknown> & { type: string }): void {
+    if (this.clients.size === 0) return;
+    let text: Payload | undefined;
+    for (const client of this.clients.values()) {
+      if (streamId !== null && !client.wants(streamId)) continue;
+      text ??= textPayload(payload);
+      client.enqueue('event', payload.type, text);
     }
   }
 

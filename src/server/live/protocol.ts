@@ -20,7 +20,13 @@ import type { StreamInfo } from '../streams.js';
  * - stream: a stream was added, updated, removed or changed state (`event`, `stream`).
  * - stats: once a second, each stream's state, FPS, latency and drop counts.
  * - appearance: an identity appeared in or left a subscribed stream (`event`: 'appeared' | 'left',
- *   streamId, identity, firstSeen, lastSeen, trackIds).
+ *   streamId, identity, firstSeen, lastSeen, trackIds, and `appearances`: the history's
+ *   appearance ids of those tracks with their crop URLs, [{ id, trackId, cropUrl }]).
+ * - history: the appearance history changed: `event: 'stored'` with the stored `appearance` (id,
+ *   streamId, identity or null, cropUrl, snapshotUrl, times...; to the clients of its stream), or
+ *   `event: 'deleted'` with `reason`, `count` and the `ids` (null when over 100).
+ * - library: a cluster of unknown appearances was created, updated, named, merged, split or
+ *   discarded (`event`, `clusterId`, `identity` when named).
  * - gallery: an identity or template was created, updated or removed (`event`, `identity`,
  *   `template` without its embedding, `counts`); after a bulk change (an import), one
  *   `event: 'changed'` with the number of `changes` and the new `counts` instead.

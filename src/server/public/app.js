@@ -1,7 +1,8 @@
 // facestream live viewer: plain ES module, no build step. Talks to the server's REST API and the
 // WebSocket protocol described in src/server/live/protocol.ts.
 
-const KEY_STORAGE = 'facestream.key';
+import { api, apiKey, KEY_STORAGE, toast } from './common.js';
+
 const $ = (id) => document.getElementById(id);
 
 /** Everything the page knows; also exposed as window.facestream for debugging and tests. */
@@ -27,6 +28,9 @@ const tiles = new Map();
 // ---------------------------------------------------------------- key and REST
 
 function takeKeyFromHash() {
+  // #stream=ID (the history page's "open the stream") selects that stream.
+  const s = /(?:^#|&)stream=([^&]+)/.exec(location.hash);
+  if (s) state.selected = decodeURIComponent(s[1]);
   const m = /(?:^#|&)key=([^&]+)/.exec(location.hash);
   if (!m) return;
   localStorage.setItem(KEY_STORAGE, decodeURIComponent(m[1]));
@@ -34,35 +38,9 @@ function takeKeyFromHash() {
   history.replaceState(null, '', location.pathname + location.search);
 }
 
-const apiKey = () => localStorage.getItem(KEY_STORAGE) || '';
-
-async function api(method, url, body) {
-  const headers = {};
-  if (apiKey()) headers.authorization = `Bearer ${apiKey()}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (!res.ok) {
-    const err = new Error(data?.detail || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    err.code = data?.code;
-    throw err;
-  }
-  return data;
-}
-
 function askForKey() {
   $('key-input').value = '';
   if (!$('key-dialog').open) $('key-dialog').showModal();
-}
-
-function toast(text, bad = false) {
-  const t = $('toast');
-  t.textContent = text;
-  t.classList.toggle('bad', bad);
-  t.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => (t.hidden = true), 4000);
 }
 
 // ---------------------------------------------------------------- WebSocket

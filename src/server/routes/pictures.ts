@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FacestreamError } from '../../errors.js';
+import { toPicturePixels } from '../../image/budget.js';
 import { decodeImage, type DecodedImage } from '../../image/decode.js';
 import { largestFace, type AnalyzedFace } from '../../pipeline/analyzer.js';
 import { faceIdentification } from '../../index/search.js';
@@ -9,6 +10,9 @@ import { base64Picture, boxSchema, IDENTITY_ID_PATTERN, multipartBody, pointSche
 import { clientGoneSignal } from '../picture-gate.js';
 import { readUploads, type UploadedPicture } from '../uploads.js';
 import { rateLimitOf } from './streams.js';
+
+/** P-Net's window: the smallest face MTCNN finds without enlarging the picture. */
+const MIN_DETECTABLE_FACE = 12;
 
 const faceBase = {
   box: boxSchema,
@@ -58,10 +62,13 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return ctx.pictureGate.run(clientGoneSignal(reply), async () => work(await decode(pictures[0])));
   };
 
-  /** The smallest face asked for, in decoded pixels (pictures larger than limits.maxDecodeSide are shrunk). */
+  /**
+   * The smallest face asked for, in decoded pixels (pictures larger than limits.maxDecodeSide are
+   * shrunk), never below the 12 px of P-Net's window: smaller would enlarge the picture again.
+   */
   const minFace = (req: FastifyRequest, img: DecodedImage) => {
     const asked = (req.query as { minFaceSize?: number }).minFaceSize;
-    return asked === undefined ? undefined : Math.max(1, asked / img.scale);
+    return asked === undefined ? undefined : Math.max(MIN_DETECTABLE_FACE, asked / img.scale);
   };
 
   const body = (description: string) => ({ content: { 'application/json': { schema: oneImageJson }, 'multipart/form-data': { schema: multipartBody(description) } } });
@@ -75,7 +82,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req, reply) =>
       onePicture(req, reply, async (img) => {
         const [faces] = await analyzer.detect([img], { minFaceSize: minFace(req, img), stillPictures: true });
-        return { width: img.originalWidth, height: img.originalHeight, faces: faces.map((f) => inPicture(f, img.scale)) };
+        return { width: img.originalWidth, height: img.originalHeight, faces: faces.map((f) => toPicturePixels(f, img.scale)) };
       }),
   );
 
@@ -91,7 +98,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return {
           width: img.originalWidth,
           height: img.originalHeight,
-          faces: faces.map((f) => inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null }, img.scale)),
+          faces: faces.map((f) => toPicturePixels({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null }, img.scale)),
         };
       }),
   );
@@ -114,7 +121,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         const [faces] = await analyzer.analyze([img], { minFaceSize: minFace(req, img), stillPictures: true });
         const started = performance.now();
         const out = faces.map((f) => {
-          return inPicture({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, ...faceIdentification(ctx.gallery.identify(f.embedding!, k)) }, img.scale);
+          return toPicturePixels({ ...f, age: f.attributes?.age ?? null, gender: f.attributes?.gender ?? null, genderScore: f.attributes?.genderScore ?? null, ...faceIdentification(ctx.gallery.identify(f.embedding!, k)) }, img.scale);
         });
         if (faces.length) metrics.observeStage('match', performance.now() - started);
         return { width: img.originalWidth, height: img.originalHeight, faces: out };
@@ -171,7 +178,7 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return face;
       });
       const minSimilarity = ctx.gallery.minSimilarity;
-      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: inPicture(f, images[i].scale).box, score: f.score }));
+      const faces = chosen.map((f, i) => ({ picture: pictures[i].name, box: toPicturePixels(f, images[i].scale).box, score: f.score }));
       if (identityId) {
         const r = ctx.gallery.identitySimilarity(identityId, chosen[0].embedding!);
         return { similarity: r.similarity, match: r.similarity >= minSimilarity, minSimilarity, faces, identityId: ctx.gallery.requireIdentity(identityId).id, templateId: r.templateId };
@@ -182,8 +189,5 @@ export function pictureRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 }
 
-/** A face found in a shrunk picture, in the picture's own pixels (box and landmarks times `scale`). */
-export function inPicture<F extends { box: number[]; landmarks?: number[][] }>(face: F, scale: number): F {
-  if (scale === 1) return face;
-  return { ...face, box: face.box.map((v) => v * scale), ...(face.landmarks ? { landmarks: face.landmarks.map((p) => p.map((v) => v * scale)) } : {}) };
-}
+/** A face found in a shrunk picture, in the picture's own pixels (the compat routes answer with it too). */
+export const inPicture = toPicturePixels;

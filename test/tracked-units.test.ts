@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import type { Box, RgbImage } from '../src/image/types.js';
+import type { Frame } from '../src/ingest/frame.js';
+import { StreamDetection, type DetectionPolicy } from '../src/pipeline/detect/detection-schedule.js';
+import { motionWindows, refineWindows, searchedShare, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
+import { MOTION_DEFAULTS, motionGrid, updateMotion, type MotionBackground } from '../src/pipeline/motion/motion-mask.js';
+import { IouTracker } from '../src/pipeline/track/tracker.js';
+
+function grey(width: number, height: number, value: number): RgbImage {
+  return { width, height, data: new Uint8Array(width * height * 3).fill(value) };
+}
+
+function paint(img: RgbImage, box: Box, value: number): RgbImage {
+  const data = img.data.slice();
+  for (let y = box[1]; y < box[3]; y++) for (let x = box[0]; x < box[2]; x++) data.fill(value, (y * img.width + x) * 3, (y * img.width + x) * 3 + 3);
+  return { ...img, data };
+}
+
+function background(img: RgbImage): MotionBackground {
+  const { cols, rows } = motionGrid(img.width, img.height, MOTION_DEFAULTS.cellSize);
+  return { cells: new Float32Array(cols * rows), fresh: true };
+}
+
+describe('motion mask', () => {
+  it('starts a fresh background without motion, then finds a changed region and nothing else', () => {
+    const still = grey(320, 240, 100);
+    const bg = background(still);
+    expect(updateMotion(still, bg, MOTION_DEFAULTS)).toEqual({ boxes: [], changedShare: 0 });
+    expect(bg.fresh).toBe(false);
+    expect(updateMotion(still, bg, MOTION_DEFAULTS).boxes).toEqual([]);
+    const moved = paint(still, [100, 60, 140, 120], 200);
+    const mask = updateMotion(moved, bg, MOTION_DEFAULTS);
+    expect(mask.boxes).toHaveLength(1);
+    const [x1, y1, x2, y2] = mask.boxes[0];
+    // The changed cells, dilated by one cell (8 px) on each side.
+    expect(x1).toBeLessThanOrEqual(100);
+    expect(y1).toBeLessThanOrEqual(60);
+    expect(x2).toBeGreaterThanOrEqual(140);
+    expect(y2).toBeGreaterThanOrEqual(120);
+    expect(x2 - x1).toBeLessThanOrEqual(40 + 4 * 8);
+    expect(mask.changedShare).toBeGreaterThan(0);
+  });
+
+  it('ignores changes under the threshold and groups smaller than minCells', () => {
+    const still = grey(160, 120, 100);
+    const bg = background(still);
+    updateMotion(still, bg, MOTION_DEFAULTS);
+    expect(updateMotion(paint(still, [0, 0, 160, 120], 100 + MOTION_DEFAULTS.threshold - 1), bg, MOTION_DEFAULTS).boxes).toEqual([]);
+    const bg2 = background(still);
+    updateMotion(still, bg2, MOTION_DEFAULTS);
+    // One changed cell alone is noise at minCells 2.
+    expect(updateMotion(paint(still, [80, 40, 88, 48], 250), bg2, MOTION_DEFAULTS).boxes).toEqual([]);
+  });
+
+  it('refuses a background of the wrong size', () => {
+    expect(() => updateMotion(grey(64, 64, 0), { cells: new Float32Array(3), fresh: false }, MOTION_DEFAULTS)).toThrow(/cells/);
+  });
+});
+
+describe('search windows between keyframes', () => {
+  it('centres a window of windowScale face sizes on each predicted box, at the stream pyramid levels near the face size', () => {
+    const [w] = refineWindows([[100, 100, 160, 160]], TRACKED_SEARCH_DEFAULTS, 20, 0.709);
+    expect([w.x, w.y, w.width, w.height]).toEqual([70, 70, 120, 120]);
+    const faces = w.levels!.map((l) => 12 / l.scale);
+    expect(Math.min(...faces)).toBeGreaterThanOrEqual(30 - 1e-9);
+    expect(Math.max(...faces)).toBeLessThanOrEqual(120 + 1e-9);
+    // Levels of the stream's pyramid: 12/20 * 0.709^k.
+    for (const l of w.levels!) expect(Math.log(l.scale / (12 / 20)) / Math.log(0.709)).toBeCloseTo(Math.round(Math.log(l.scale / (12 / 20)) / Math.log(0.709)), 6);
+    // Nothing smaller than the stream's minimum face is searched.
+    expect(refineWindows([[0, 0, 20, 20]], TRACKED_SEARCH_DEFAULTS, 60, 0.709)[0]?.levels?.every((l) => l.scale <= 12 / 60 + 1e-12) ?? true).toBe(true);
+  });
+
+  it('leaves motion inside a tracked window to it, merges overlapping motion, pads to one minimum face, clips to the picture', () => {
+    const picture = { width: 640, height: 360 };
+    const refine = refineWindows([[300, 100, 340, 140]], TRACKED_SEARCH_DEFAULTS, 40, 0.709);
+    const motion: Box[] = [
+      [310, 110, 330, 130], // inside the tracked face's window
+      [10, 10, 30, 30],
+      [25, 25, 50, 50], // overlaps the previous once enlarged
+      [630, 350, 640, 360], // a corner
+    ];
+    const windows = motionWindows(motion, refine, picture, 40, TRACKED_SEARCH_DEFAULTS);
+    expect(windows).toHaveLength(2);
+    for (const w of windows) {
+      expect(w.x).toBeGreaterThanOrEqual(0);
+      expect(w.y).toBeGreaterThanOrEqual(0);
+      expect(w.x + w.width).toBeLessThanOrEqual(640);
+      expect(w.y + w.height).toBeLessThanOrEqual(360);
+      expect(Math.min(w.width, w.height)).toBeGreaterThanOrEqual(40);
+    }
+    expect(searchedShare([{ x: 0, y: 0, width: 640, height: 360 }], picture)).toBe(1);
+    expect(searchedShare([{ x: -100, y: 0, width: 420, height: 180 }], picture)).toBeCloseTo(0.25, 6);
+  });
+});
+
+describe('keyframe schedule of a stream', () => {
+  const policy: DetectionPolicy = { mode: 'tracked', keyframeIntervalMs: 1000, motionKeyframeGapMs: 200, refineMaxMisses: 3, motionCellSize: 8 };
+  const frame = (seq: number, pts: number, width = 64): Frame => ({ streamId: 's', seq, pts, capturedAt: 0, width, height: 48, data: new Uint8Array(width * 48 * 3) });
+  const tracker = new IouTracker({ iouThreshold: 0.3, maxMisses: 25 });
+  const none = { faces: [], runs: [], motionShare: 0 };
+  const full = { faces: [], runs: [{ kind: 'full' as const, share: 1 }], motionShare: 0 };
+
+  it('keys on stream time, only when something moved since the last keyframe, and restarts on a new size or a timeline going back', () => {
+    const s = new StreamDetection(policy);
+    const first = s.request(frame(0, 0), tracker, 40);
+    expect(first.keyframe).toBe(true);
+    expect(first.motion?.fresh).toBe(true);
+    s.done(frame(0, 0), full);
+    expect(s.request(frame(1, 0.5), tracker, 40)).toMatchObject({ keyframe: false, motionMayKeyframe: true });
+    s.done(frame(1, 0.5), none);
+    // A second later, but nothing moved: no keyframe.
+    expect(s.request(frame(2, 1.5), tracker, 40).keyframe).toBe(false);
+    s.done(frame(2, 1.5), { ...none, motionShare: 0.01 });
+    expect(s.request(frame(3, 1.6), tracker, 40).keyframe).toBe(true);
+    s.done(frame(3, 1.6), full);
+    expect(s.request(frame(4, 1.7), tracker, 40).motionMayKeyframe).toBe(false);
+    // The timeline went back (a looped file): the interval restarts.
+    expect(s.request(frame(5, 0.1), tracker, 40).keyframe).toBe(true);
+    // A new resolution: a fresh background and a keyframe.
+    const resized = s.request(frame(6, 0.2, 128), tracker, 40);
+    expect(resized.keyframe).toBe(true);
+    expect(resized.motion?.fresh).toBe(true);
+  });
+
+  it("asks for the whole picture on every frame in 'full' mode", () => {
+    const s = new StreamDetection({ ...policy, mode: 'full' });
+    for (let i = 0; i < 3; i++) expect(s.request(frame(i, i / 25), tracker, 40)).toMatchObject({ mode: 'full', keyframe: true });
+  });
+});
