@@ -72,7 +72,8 @@ describe('live viewer in headless Chromium', () => {
       (name) => {
         const state = (window as unknown as { facestream: { overlays: Record<string, Overlay> } }).facestream;
         const o = state.overlays.hamilton;
-        const face = o?.faces.find((f) => f.name === name);
+        // A frame where he faces the camera (his box is over 40 px wide): the top edge is then long enough to read.
+        const face = o?.faces.find((f) => f.name === name && f.box[2] - f.box[0] > 40);
         if (!o || !face) return null;
         const canvas = document.querySelector<HTMLCanvasElement>('.tile[data-stream="hamilton"] canvas')!;
         const scale = canvas.width / o.width;
