@@ -127,3 +127,35 @@ describe('keyframe schedule of a stream', () => {
     for (let i = 0; i < 3; i++) expect(s.request(frame(i, i / 25), tracker, 40)).toMatchObject({ mode: 'full', keyframe: true });
   });
 });
+
+describe('pipeline tracks across a resolution change', () => {
+  it('starts every track over when a camera changes resolution', async () => {
+    const { Pipeline } = await import('../src/pipeline/pipeline.js');
+    const { defaultConfig } = await import('../src/config/schema.js');
+    const config = defaultConfig();
+    const face = { box: [10, 10, 30, 30] as Box, score: 0.99, landmarks: [[14, 16], [26, 16], [20, 20], [15, 25], [25, 25]] as [number, number][] };
+    // The same box in both sizes: only the size change can end the track.
+    const analysis = {
+      concurrency: 1,
+      hasAttributes: false,
+      ready: async () => {},
+      detect: async (requests: readonly unknown[]) => requests.map(() => ({ faces: [face], runs: [], motionShare: 0 })),
+      embed: async () => [],
+      attributes: async () => [],
+      close: async () => {},
+    };
+    const analyzer = { config: { detector: config.detector }, detector: { options: { minFaceSize: 20 } } } as unknown as import('../src/pipeline/analyzer.js').FaceAnalyzer;
+    const pipeline = new Pipeline(analyzer, config.pipeline, { analysis });
+    const ids: number[] = [];
+    pipeline.bus.on('frame', (r) => ids.push(r.faces[0].trackId));
+    pipeline.addStream('cam', { mode: 'offline' });
+    const sizes = [64, 64, 64, 128, 128];
+    sizes.forEach((w, seq) => pipeline.offer({ streamId: 'cam', seq, pts: seq / 25, capturedAt: Date.now(), width: w, height: 48, data: new Uint8Array(w * 48 * 3) }));
+    await pipeline.idle();
+    await pipeline.close();
+    expect(ids).toHaveLength(5);
+    expect(new Set(ids.slice(0, 3)).size).toBe(1);
+    expect(ids[3]).not.toBe(ids[2]);
+    expect(ids[4]).toBe(ids[3]);
+  });
+});

@@ -83,6 +83,8 @@ class StreamSlot {
   costMs = 0;
   /** When keyframes are due, which tracked faces to look for, the motion background. */
   readonly detection: StreamDetection;
+  /** `WxH` of the last tracked frame. */
+  frameSize: string | undefined;
 
   constructor(
     readonly id: string,
@@ -326,9 +328,13 @@ export class Pipeline {
 
       if (!sequential) await slot.trackGate.enter(ticket);
       const trackStart = performance.now();
+      // A camera that changed resolution starts its tracks over: old boxes are in other pixels.
+      const resized = slot.frameSize !== undefined && slot.frameSize !== `${frame.width}x${frame.height}`;
+      slot.frameSize = `${frame.width}x${frame.height}`;
+      const cleared = resized ? slot.tracker.clear() : [];
       const update = slot.tracker.update(frame.seq, faces);
       const plan = this.plan(slot, frame, update.tracks);
-      for (const t of update.ended) {
+      for (const t of [...cleared, ...update.ended]) {
         slot.trackInfo.delete(t.id);
         slot.appearances.end(t.id, frame.capturedAt);
       }
