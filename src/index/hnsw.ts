@@ -76,8 +76,9 @@ export class HnswIndex {
 
   add(label: number, v: Float32Array): void {
     if (v.length !== this.dimension) throw new Error(`vector has ${v.length} values, index dimension is ${this.dimension}`);
-    // A saved empty index loads with a capacity of 0 (hnswlib keeps the element count, not the
-    // allocation): doubling 0 fails ("resizeIndex failed to allocate base layer") and corrupts the heap.
+    // A saved empty index loads with a capacity of 0 (hnswlib's loader takes the saved capacity only
+    // when the file holds elements): doubling 0 fails ("resizeIndex failed to allocate base layer")
+    // and leaves the heap corrupted.
     if (this.index.getCurrentCount() >= this.index.getMaxElements()) this.index.resizeIndex(Math.max(16, this.index.getMaxElements() * 2));
     this.index.addPoint(this.toArray(v), label);
     this.live++;
