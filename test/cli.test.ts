@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliRun, runCli } from './helpers/cli.js';
-import { MODELS_DIR, MODELS_MIRROR, REPO, dataFile } from './helpers/paths.js';
+import { CLI, MODELS_DIR, MODELS_MIRROR, REPO, dataFile } from './helpers/paths.js';
 
 /** Runs the CLI in this file's scratch directory. */
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
@@ -249,6 +250,32 @@ describe('bad input: a clear message on stderr and a non-zero exit', () => {
     const r = await cli(['detect', '--no-such-flag', TWO]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown option/);
+  });
+
+  it('an output path that cannot be written is a clear error, not a stack trace', async () => {
+    const cases: [string[], RegExp][] = [
+      [['detect', TWO, '--draw', path.join(tmp, 'no-such-dir', 'out.png')], /ENOENT: no such file or directory.*no-such-dir\/out\.png/],
+      // Several pictures draw into a directory: here a file stands where it should be.
+      [['detect', TWO, BIDEN1, '--draw', bad.text], /EEXIST: file already exists.*notes\.txt/],
+      [['detect', TWO, '--draw', bad.dir], /EISDIR: illegal operation on a directory/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    }
+  });
+
+  it('a reader that closes the pipe early (`| head`) ends the command quietly', async () => {
+    const child = spawn(process.execPath, [CLI, 'detect', TWO], { cwd: tmp, env: { ...process.env, FACESTREAM_MODELS_DIR: MODELS_DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The reader is gone before the command writes its answer.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(code).toBe(0);
   });
 });
 

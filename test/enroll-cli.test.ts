@@ -197,6 +197,9 @@ describe('facestream enroll / enroll-dir / identify / verify / gallery', () => {
     expect(ok.threshold).toBe(0.915);
     expect(ok.faces).toHaveLength(1);
     expect(ok.faces[0].identity?.name).toBe('Barack Obama');
+    // The text output states the threshold as the similarities are printed (0.915, not rounded to 0.92).
+    const text = await runCli(['identify', OBAMA(3), '--gallery', copy], { cwd: tmp, env: { FACESTREAM_EMBEDDING_MODEL: 'faceapi-resnet34-150' } });
+    expect(text.stdout).toMatch(/threshold 0\.915\)\n/);
     // Importing the arcface export into the faceapi gallery re-embeds from the crops; all already present.
     const merged = await json<{ duplicates: number; templatesAdded: number }>(['gallery', 'import', file, '--gallery', copy, '--json'], { FACESTREAM_EMBEDDING_MODEL: 'faceapi-resnet34-150' });
     expect(merged).toMatchObject({ duplicates: 6, templatesAdded: 0 });

@@ -50,6 +50,20 @@ describe('facestream run', () => {
     expect(missing.stderr).toMatch(/nope\.mp4|NOT_FOUND|not found|No such file/i);
   });
 
+  it('--draw into a place ffmpeg cannot write stops at once with the reason, exit 1', async () => {
+    // The whole clip would take far longer than the few frames before ffmpeg gives up on its output.
+    const looped = ['run', clip, '--loop', '--no-attributes', '--duration', '40'];
+    for (const out of [path.join(tmp, 'no-such-dir', 'out.mp4'), path.join(tmp, 'a-folder.mp4')]) {
+      if (out.endsWith('a-folder.mp4')) fs.mkdirSync(out, { recursive: true });
+      const started = Date.now();
+      const r = await runCli([...looped, '--draw', out]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(`writing ${out} failed`);
+      expect(r.stderr).not.toMatch(/written to|unexpected error/);
+      expect(Date.now() - started).toBeLessThan(30_000);
+    }
+  });
+
   it('refuses a gallery directory that does not exist', async () => {
     const r = await runCli(['run', clip, '--gallery', path.join(tmp, 'no-gallery')]);
     expect(r.code).toBe(1);

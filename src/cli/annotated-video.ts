@@ -27,6 +27,10 @@ export class AnnotatedVideoWriter {
   private readonly done: Promise<void>;
   private chain: Promise<void> = Promise.resolve();
   private readonly frames = new MatroskaFrames();
+  /** Set when ffmpeg failed (an output it cannot create, a full disk): later frames are dropped. */
+  private failure?: Error;
+  /** Resolves with ffmpeg's failure, and never when it succeeds: callers stop early on it. */
+  readonly failed: Promise<Error>;
   /** Source time (s) of the first frame: the video starts at 0. */
   private origin?: number;
   private lastMs = -Infinity;
@@ -46,13 +50,19 @@ export class AnnotatedVideoWriter {
     passthrough: readonly string[] = ['-fps_mode', 'passthrough'],
   ) {
     this.input.write(matroskaHeader(width, height));
+    let failed!: (err: Error) => void;
+    this.failed = new Promise((resolve) => (failed = resolve));
     this.done = new Promise((resolve, reject) => {
       ffmpeg()
         .input(this.input)
         .inputFormat('matroska')
         .outputOptions([...passthrough, '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-movflags', '+faststart'])
         .output(file)
-        .on('error', (err: Error) => reject(new Error(`writing ${file} failed: ${err.message}`)))
+        .on('error', (err: Error) => {
+          this.failure = new Error(`writing ${file} failed: ${err.message.trim()}`);
+          failed(this.failure);
+          reject(this.failure);
+        })
         .on('end', () => resolve())
         .run();
     });
@@ -70,6 +80,7 @@ export class AnnotatedVideoWriter {
 
   write(result: FrameResult, frame: PipelineFrame): Promise<void> {
     this.chain = this.chain.then(async () => {
+      if (this.failure) return;
       let pixels: Uint8Array;
       try {
         pixels = await drawAnnotationsRaw(frame, resultAnnotations(result));
@@ -87,7 +98,9 @@ export class AnnotatedVideoWriter {
           .toBuffer();
       }
       for (const part of this.frames.frame(this.timestampMs(result.pts), pixels)) {
-        if (!this.input.write(part)) await new Promise<void>((r) => this.input.once('drain', () => r()));
+        // An ffmpeg that died never drains its input: waiting for it would hang the writer for good.
+        if (this.failure) return;
+        if (!this.input.write(part)) await new Promise<void>((r) => { this.input.once('drain', () => r()); void this.failed.then(() => r()); });
       }
     });
     return this.chain;

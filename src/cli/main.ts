@@ -29,9 +29,33 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that goes away (`facestream run ... | head`) is the normal end of a pipeline, not a
+ * crash: on EPIPE the command exits at once with the status so far (what Unix tools do on SIGPIPE,
+ * which Node ignores), instead of an unhandled 'error' event and its stack trace.
+ */
+function exitWhenStdoutCloses(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  });
+}
+
+/**
+ * An operating-system error about a path the user gave (`--draw /no/such/dir/x.png`, a full disk,
+ * a read-only folder): Node's message already names the error and the path
+ * ("ENOENT: no such file or directory, open '/no/such/dir/x.png'").
+ */
+function pathSystemError(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { code, path } = err as NodeJS.ErrnoException;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code) && typeof path === 'string' ? err.message : undefined;
+}
+
 /** Exit codes: 0 success, 1 a user-facing failure (bad input, no face, missing model), 2 usage error. */
 export async function main(argv: string[] = process.argv): Promise<void> {
   const program = buildProgram();
+  exitWhenStdoutCloses();
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -47,8 +71,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
       process.exitCode = 1;
       return;
     }
-    if (isFacestreamError(err)) {
-      process.stderr.write(`facestream: ${redactText(err.message)}\n`);
+    const systemError = pathSystemError(err);
+    if (isFacestreamError(err) || systemError) {
+      process.stderr.write(`facestream: ${redactText(systemError ?? errorMessage(err))}\n`);
       process.exitCode = 1;
       return;
     }

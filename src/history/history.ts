@@ -123,6 +123,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       const files = new PictureFiles(opts.dir);
       const swept = await files.sweep(store.allFiles());
       if (swept) opts.logger.info({ files: swept }, 'history: removed pictures without a row (interrupted writes or deletions)');
+      const retired = store.retireOtherModels(opts.modelId);
+      if (retired) opts.logger.warn({ appearances: retired, model: opts.modelId }, `history: the embedding model is now ${opts.modelId}; ${retired} appearances made with another model can no longer be searched by face, and the unknown-people clusters start again`);
       const index = await AppearanceSearchIndex.open(opts.dir, store, opts.dimension, opts.logger);
       const clusters = UnknownClusters.fromRows(store.clusters(), opts.dimension, opts.config.clustering.threshold);
       const history = new AppearanceHistory(opts.config, store, files, index, clusters, opts);

@@ -294,6 +294,25 @@ export class HistoryStore {
     }
   }
 
+  /**
+   * Drops the embeddings another embedding model made (the pipeline's model changed, e.g. after
+   * `gallery reindex --model`): vectors of two models are not comparable, and may not even have
+   * the same length. The unknown-people clusters (sums of such vectors) go with them, and the
+   * saved search index is marked stale so that it is rebuilt from what remains. The appearances
+   * themselves (rows, crops, snapshots) stay. Returns how many appearances lost their embedding.
+   */
+  retireOtherModels(modelId: string): number {
+    return this.transaction(() => {
+      const { changes } = this.db.prepare('UPDATE appearances SET embedding = NULL, model_id = NULL WHERE embedding IS NOT NULL AND (model_id IS NULL OR model_id != ?)').run(modelId);
+      if (changes === 0) return 0;
+      this.db.prepare('UPDATE appearances SET cluster_id = NULL WHERE cluster_id IS NOT NULL').run();
+      this.db.prepare('DELETE FROM clusters').run();
+      this.db.prepare('DELETE FROM index_removed').run();
+      this.setMeta('index_max_id', -1);
+      return changes;
+    });
+  }
+
   removedSinceIndexSave(): number[] {
     return this.db.prepare('SELECT id FROM index_removed').pluck().all() as number[];
   }

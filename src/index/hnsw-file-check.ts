@@ -19,8 +19,12 @@ import fs from 'node:fs/promises';
 const HEADER_BYTES = 96;
 const CHUNK_ELEMENTS = 4096;
 
-/** Why the file cannot be a sound hnswlib index of `dimension`-d float vectors, or undefined. */
-export async function hnswFileProblem(file: string, dimension: number): Promise<string | undefined> {
+/**
+ * Why the file cannot be a sound hnswlib index of `dimension`-d float vectors, or undefined.
+ * `initialCapacity` is the capacity indexes are created with (gallery.index.initialCapacity): a
+ * sound file's capacity is at most that or twice its element count (the index doubles when full).
+ */
+export async function hnswFileProblem(file: string, dimension: number, initialCapacity = 1024): Promise<string | undefined> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, 'r');
@@ -50,8 +54,12 @@ export async function hnswFileProblem(file: string, dimension: number): Promise<
     if (offsetLevel0 !== 0) return bad(`level-0 offset ${offsetLevel0}`);
     if (m < 2 || m > 4096 || maxM !== m || maxM0 !== 2 * m) return bad(`M ${m}, maxM ${maxM}, maxM0 ${maxM0}`);
     if (offsetData !== linksLevel0 || labelOffset !== linksLevel0 + dimension * 4 || sizeData !== labelOffset + 8) return bad(`record layout for ${dimension}-d vectors`);
-    if (count > maxElements || maxElements > size) return bad(`${count} of ${maxElements} elements in ${size} bytes`);
-    if (maxLevel < 0 || maxLevel > 64) return bad(`top level ${maxLevel}`);
+    // hnswlib allocates max_elements records when it loads a non-empty index (an empty one loads
+    // with none), so an absurd capacity is damage; a small or empty index's capacity may well
+    // exceed its file's size (1024 places, one 128-d template: 816 bytes).
+    if (count > maxElements || (count > 0 && maxElements > Math.max(size, 2 * count, initialCapacity))) return bad(`${count} of ${maxElements} elements in ${size} bytes`);
+    // An empty index has no level yet (-1).
+    if (maxLevel < (count === 0 ? -1 : 0) || maxLevel > 64) return bad(`top level ${maxLevel}`);
     if (count > 0 && enterPoint >= count) return bad(`entry point ${enterPoint} of ${count}`);
     const level0End = HEADER_BYTES + count * sizeData;
     if (level0End + count * 4 > size) return `index file is truncated: ${size} bytes cannot hold ${count} elements`;

@@ -76,7 +76,10 @@ export class HnswIndex {
 
   add(label: number, v: Float32Array): void {
     if (v.length !== this.dimension) throw new Error(`vector has ${v.length} values, index dimension is ${this.dimension}`);
-    if (this.index.getCurrentCount() >= this.index.getMaxElements()) this.index.resizeIndex(this.index.getMaxElements() * 2);
+    // A saved empty index loads with a capacity of 0 (hnswlib's loader takes the saved capacity only
+    // when the file holds elements): doubling 0 fails ("resizeIndex failed to allocate base layer")
+    // and leaves the heap corrupted.
+    if (this.index.getCurrentCount() >= this.index.getMaxElements()) this.index.resizeIndex(Math.max(16, this.index.getMaxElements() * 2));
     this.index.addPoint(this.toArray(v), label);
     this.live++;
   }

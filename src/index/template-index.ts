@@ -101,7 +101,7 @@ export class TemplateIndex {
       ? sizeProblem!.then(async (p) => {
           if (p) return undefined;
           const file = path.join(opts.dir, saved.file);
-          const damage = await hnswFileProblem(file, opts.dimension);
+          const damage = await hnswFileProblem(file, opts.dimension, opts.config.index.initialCapacity);
           if (damage) throw new Error(damage);
           return HnswIndex.load(file, opts.dimension, opts.config.index);
         })

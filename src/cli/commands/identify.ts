@@ -51,7 +51,7 @@ export function identifyCommand(): Command {
           printJson({ file, gallery: gallery.dir, model: gallery.modelId, threshold: gallery.minSimilarity, counts: gallery.counts(), faces: results }, opts.pretty);
         } else {
           const out = process.stdout;
-          out.write(`${file}: ${results.length} face${results.length === 1 ? '' : 's'} (gallery: ${gallery.counts().identities} identities, threshold ${gallery.minSimilarity.toFixed(2)})\n`);
+          out.write(`${file}: ${results.length} face${results.length === 1 ? '' : 's'} (gallery: ${gallery.counts().identities} identities, threshold ${Number(gallery.minSimilarity.toFixed(3))})\n`);
           results.forEach((r, i) => {
             const [x1, y1, x2, y2] = r.box.map((v) => Math.round(v));
             out.write(`\nface ${i + 1} [${x1}, ${y1}, ${x2}, ${y2}]: ${r.identity ? `${r.identity.name} (${r.identity.similarity.toFixed(3)})` : 'unknown'}\n`);

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { ffmpegSetup } from '../../ingest/ffmpeg.js';
 import { FrameSource } from '../../ingest/stream.js';
+import { errorMessage } from '../../errors.js';
 import { redactText, urlHost } from '../../redact.js';
 import type { SourceSpec } from '../../ingest/source.js';
 import { Pipeline, type GalleryLike } from '../../pipeline/pipeline.js';
@@ -73,6 +74,7 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
   const lastResults = new Map<string, FrameResult>();
   const ended = new Set<string>();
   const failed = new Set<string>();
+  const drawErrors = new Set<string>();
   let finish!: () => void;
   const allEnded = new Promise<void>((r) => (finish = r));
 
@@ -105,6 +107,11 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
         const fps = opts.fps ?? 25;
         w = new AnnotatedVideoWriter(drawPath(opts.draw, result.streamId, sources.length > 1), result.width, result.height, fps, ffmpegSetup(ctx.config.ingest).options.passthrough);
         writers.set(result.streamId, w);
+        // The video asked for cannot be written: say so now rather than after the whole source.
+        void w.failed.then((err) => {
+          drawErrors.add(err.message);
+          finish();
+        });
       }
       void w.write(result, frame);
     }
@@ -130,13 +137,19 @@ async function runSources(ctx: CliContext, sources: string[], opts: RunOptions):
     clearInterval(ticker);
     process.stderr.write(`${renderPretty(pipeline, frameSources, lastResults)}\n`);
   }
-  await Promise.all([...writers.values()].map((w) => w.close()));
-  for (const [id, w] of writers) {
+  const closed = await Promise.allSettled([...writers.values()].map((w) => w.close()));
+  [...writers].forEach(([id, w], i) => {
+    const outcome = closed[i];
+    if (outcome.status === 'rejected') {
+      drawErrors.add(errorMessage(outcome.reason));
+      return;
+    }
     const plain = w.drawFailures ? ` (${w.drawFailures} frames without annotations: ${w.lastDrawError})` : '';
     process.stderr.write(`facestream: annotated video of ${id} written to ${w.file}${plain}\n`);
-  }
+  });
   await pipeline.close();
-  if (failed.size) process.exitCode = 1;
+  for (const message of drawErrors) process.stderr.write(`facestream: ${redactText(message)}\n`);
+  if (failed.size || drawErrors.size) process.exitCode = 1;
 }
 
 export function runCommand(): Command {
