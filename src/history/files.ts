@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { makeDirectories } from '../private-files.js';
 
 /**
  * The history's picture files: `pictures/<YYYY-MM-DD>/<appearance id>.<kind>.jpg` under the
@@ -15,7 +16,7 @@ export class PictureFiles {
 
   constructor(dir: string) {
     this.root = path.join(dir, 'pictures');
-    fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    makeDirectories(this.root, 0o700);
   }
 
   /** The relative name a picture of an appearance gets (stored in its row). */

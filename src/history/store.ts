@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Box } from '../image/types.js';
 import { blobToVector, vectorToBlob } from '../index/vectors.js';
+import { makeDirectories } from '../private-files.js';
 
 /**
  * The appearance history's durable state in SQLite (WAL): one row per stored appearance (one
@@ -143,7 +144,7 @@ export class HistoryStore {
   readonly db: Database.Database;
 
   constructor(readonly dir: string) {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirectories(dir, 0o700);
     const file = path.join(dir, HISTORY_DB_FILE);
     this.db = new Database(file);
     fs.chmodSync(file, 0o600);

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { FacestreamError, errorMessage } from '../errors.js';
 import { modelSpec } from './manifest.js';
 import type { ModelStore } from './store.js';
+import { makeDirectories } from '../private-files.js';
 
 export interface FillResult {
   id: string;
@@ -27,7 +28,7 @@ export type ProgressCallback = (id: string, bytes: number, total: number) => voi
 export async function installModelFile(store: ModelStore, id: string, from: string, open: () => Promise<Readable>, onProgress?: ProgressCallback): Promise<FillResult> {
   const spec = modelSpec(store.manifest, id);
   const target = store.pathOf(id);
-  await fs.promises.mkdir(path.dirname(target), { recursive: true });
+  makeDirectories(path.dirname(target));
   const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`;
   const hash = crypto.createHash('sha256');
   let bytes = 0;

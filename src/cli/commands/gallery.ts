@@ -13,6 +13,7 @@ import { Embedder } from '../../pipeline/embed/embedder.js';
 import type { CliContext } from '../context.js';
 import { printJson } from '../context.js';
 import { galleryContext, galleryDir, openAsStored, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
+import { makeDirectories } from '../../private-files.js';
 
 interface OutputFlags extends GalleryFlags {
   json?: boolean;
@@ -86,7 +87,7 @@ export function galleryCommand(): Command {
           const identity = g.requireIdentity(ref);
           const templates = g.listTemplates(identity.id);
           if (opts.crops) {
-            fs.mkdirSync(opts.crops, { recursive: true });
+            makeDirectories(opts.crops);
             for (const t of templates) {
               const crop = g.templateCrop(t.id);
               if (crop) fs.writeFileSync(path.join(opts.crops, `${identity.id}-${t.id}.${crop.format === 'png' ? 'png' : 'jpg'}`), crop.data);

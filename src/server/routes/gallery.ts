@@ -13,6 +13,7 @@ import { problem, PROBLEM_CONTENT_TYPE } from '../problem.js';
 import { base64Picture, IDENTITY_ID_PATTERN, multipartBody, responses, templateSchema, identityNameSchema } from '../schemas.js';
 import { bodyTooLarge, byteLimit, readUploads } from '../uploads.js';
 import { rateLimitOf } from './streams.js';
+import { makeDirectories } from '../../private-files.js';
 
 const identity = { $ref: 'Identity#' } as const;
 const identityParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 256, description: 'identity id (or a unique name)' } } } as const;
@@ -225,7 +226,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   const tmpDir = path.join(ctx.dataDir, 'tmp');
   const tmpFile = (suffix: string) => {
-    fs.mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+    makeDirectories(tmpDir, 0o700);
     return path.join(tmpDir, `${crypto.randomUUID()}${suffix}`);
   };
 
