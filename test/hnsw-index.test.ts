@@ -25,6 +25,8 @@ describe('HnswIndex saved and loaded', () => {
     const before = HnswIndex.create(8, cfg);
     for (let i = 0; i < saved; i++) before.add(i, unit(8, i % 8));
     await before.writeTo(file);
+    // Embeddings are biometric data: the file is the owner's alone (the appearance index was 0644).
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     // A sound file passes the structural check that guards every load (it called an empty or
     // one-template index damaged: capacity 1024 "in 816 bytes", top level -1).
     expect(await hnswFileProblem(file, 8)).toBeUndefined();

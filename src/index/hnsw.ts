@@ -120,10 +120,12 @@ export class HnswIndex {
     return Float32Array.from(this.index.getPoint(label));
   }
 
-  /** Writes the index to `file` on a libuv thread; the caller keeps the index unchanged until it resolves. */
+  /** Writes the index to `file` (mode 0600) on a libuv thread; the caller keeps the index unchanged until it resolves. */
   async writeTo(file: string): Promise<void> {
     const ok = await this.index.writeIndex(file);
     if (!ok) throw new Error(`hnswlib could not write ${file}`);
+    // hnswlib creates it with the umask's mode; the vectors are biometric data (see SECURITY.md).
+    fs.chmodSync(file, 0o600);
   }
 }
 
