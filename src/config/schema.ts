@@ -116,6 +116,11 @@ export const detectorSchema = z
         keyframeShare: z.number().min(0).max(1).default(0.5),
         /** A tracked face missed this many frames in a row is no longer looked for around its last place; the next keyframe or motion finds it again. */
         refineMaxMisses: z.int().min(0).max(1000).default(3),
+        /**
+         * Also send each tracked face's predicted box straight to O-Net. Measured on the 1080p crowd
+         * clip against full detection: recall 0.93 instead of 0.92, but 3.1% extra faces instead of 0.9%.
+         */
+        seeds: z.boolean().default(false),
       })
       .prefault({}),
     motion: z

@@ -38,8 +38,6 @@ export interface FrameDetectorParams {
   minScore: number;
   /** Pyramid scale step (config detector.scaleFactor): windows search the stream's own pyramid levels. */
   scaleFactor: number;
-  /** Send tracked faces' predicted boxes straight to O-Net as well. */
-  seeds?: boolean;
 }
 
 /**
@@ -80,7 +78,7 @@ export class FrameDetector {
     // The background follows every frame, keyframes included.
     const motion = r.motion ? updateMotion(picture, r.motion, this.params.motion) : { boxes: [], changedShare: 0 };
     if (r.keyframe) return { ...full(), motionShare: motion.changedShare };
-    const refine = refineWindows(r.tracks, this.params.tracked, r.minFaceSize, this.params.scaleFactor, this.params.seeds);
+    const refine = refineWindows(r.tracks, this.params.tracked, r.minFaceSize, this.params.scaleFactor);
     const moving = motionWindows(motion.boxes, refine, picture, r.minFaceSize, this.params.tracked);
     const motionCover = searchedShare(moving, picture);
     const runs: FrameDetectResult['runs'] = [];

@@ -54,8 +54,6 @@ interface Stage2Candidate extends Candidate {
   image: number;
   /** The summed-area table the candidate's crops are pooled from (its window's, or the picture's). */
   source: IntegralImage;
-  /** P-Net, R-Net, O-Net score thresholds of the window that proposed it. */
-  thresholds: readonly [number, number, number];
   landmarks?: Point[];
 }
 
@@ -76,11 +74,6 @@ export interface SearchWindow {
    * box, which O-Net's box regression pulls onto the face where it now is.
    */
   seed?: Box;
-  /**
-   * Score thresholds for faces proposed in this window (default: the detector's). Windows around
-   * faces already tracked may keep a face at a lower score than a new face needs (hysteresis).
-   */
-  thresholds?: readonly [number, number, number];
 }
 
 /** One picture and the windows to search in it. */
@@ -157,7 +150,7 @@ export class MtcnnDetector {
     try {
       const mark = performance.now();
       const tasks: LevelTask[] = [];
-      const seeds: { box: Box; image: number; source: IntegralImage; thresholds: readonly [number, number, number] }[] = [];
+      const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
       requests.forEach((req, r) => {
         for (const window of req.windows) {
           const source = this.freeIntegrals.pop() ?? new IntegralImage();
@@ -168,7 +161,7 @@ export class MtcnnDetector {
           source.compute(req.image, whole ? undefined : { x: window.x - margin, y: window.y - margin, width: window.width + 2 * margin, height: window.height + 2 * margin });
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
           for (const level of levels) tasks.push({ request: r, window, level, source });
-          if (window.seed) seeds.push({ box: window.seed, image: r, source, thresholds: window.thresholds ?? opts.thresholds });
+          if (window.seed) seeds.push({ box: window.seed, image: r, source });
         }
       });
       t.integralMs += performance.now() - mark;
@@ -176,7 +169,7 @@ export class MtcnnDetector {
       const proposals = await this.propose(requests, tasks, opts, borrowed);
       const refined = await this.refine(proposals, requests, opts, borrowed);
       for (const seed of seeds) {
-        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image, source: seed.source, thresholds: seed.thresholds };
+        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image, source: seed.source };
         square(c);
         refined.push(c);
       }
@@ -221,6 +214,7 @@ export class MtcnnDetector {
     t.pyramidMs += pooling;
     t.pnetMs += performance.now() - pnetStart - pooling;
     const scanStart = performance.now();
+    const threshold = opts.thresholds[0];
     // Per request, per window and level in the order given: the reference's order for one picture.
     const found = new Map<LevelTask, Candidate[]>();
     [...groups.values()].forEach((members, gi) => {
@@ -230,7 +224,6 @@ export class MtcnnDetector {
       const [, , oh, ow] = out.prob.dims as number[];
       const cells = oh * ow;
       members.forEach((task, k) => {
-        const threshold = (task.window.thresholds ?? opts.thresholds)[0];
         const inv = Math.fround(task.level.scale);
         const ox = task.window.x;
         const oy = task.window.y;
@@ -258,11 +251,10 @@ export class MtcnnDetector {
         if (list.length) found.set(task, nms(list, 0.5, 'union'));
       });
     });
-    const perRequest: (Candidate & { source: IntegralImage; thresholds: readonly [number, number, number] })[][] = requests.map(() => []);
+    const perRequest: (Candidate & { source: IntegralImage })[][] = requests.map(() => []);
     for (const task of tasks) {
       const list = found.get(task);
-      const thresholds = task.window.thresholds ?? opts.thresholds;
-      if (list) for (const c of list) perRequest[task.request].push({ ...c, source: task.source, thresholds });
+      if (list) for (const c of list) perRequest[task.request].push({ ...c, source: task.source });
     }
     const out: Stage2Candidate[] = [];
     perRequest.forEach((cands, image) => {
@@ -324,8 +316,8 @@ export class MtcnnDetector {
     const byImage = new Map<number, Stage2Candidate[]>();
     used.forEach((c, k) => {
       const score = prob[k * 2 + 1];
-      if (!(score > c.thresholds[1])) return;
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source, thresholds: c.thresholds };
+      if (!(score > opts.thresholds[1])) return;
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source };
       const list = byImage.get(c.image);
       if (list) list.push(next);
       else byImage.set(c.image, [next]);
@@ -362,12 +354,12 @@ export class MtcnnDetector {
     const byImage = new Map<number, Stage2Candidate[]>();
     used.forEach((c, k) => {
       const score = prob[k * 2 + 1];
-      if (!(score > c.thresholds[2])) return;
+      if (!(score > opts.thresholds[2])) return;
       const w = c.x2 - c.x1 + 1;
       const h = c.y2 - c.y1 + 1;
       const landmarks: Point[] = [];
       for (let p = 0; p < 5; p++) landmarks.push([w * lm[k * 10 + p] + c.x1 - 1, h * lm[k * 10 + 5 + p] + c.y1 - 1]);
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source, thresholds: c.thresholds, landmarks };
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source, landmarks };
       regress(next, 1);
       const list = byImage.get(c.image);
       if (list) list.push(next);

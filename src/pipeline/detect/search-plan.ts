@@ -10,11 +10,11 @@ export interface TrackedSearchParams {
   motionMargin: number;
   /** When motion windows would cover more than this share of the picture, the whole picture is searched instead (a keyframe). */
   keyframeShare: number;
-  /** Score thresholds (P-Net, R-Net, O-Net) for faces found again in their track's window; empty: the detector's. */
-  refineThresholds?: readonly [number, number, number];
+  /** Also send each tracked face's predicted box straight to O-Net (more faces kept, more extra faces). */
+  seeds: boolean;
 }
 
-export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2, motionMargin: 0.25, keyframeShare: 0.5 };
+export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2, motionMargin: 0.25, keyframeShare: 0.5, seeds: false };
 
 /**
  * The search window around each tracked face's predicted box: a square of `windowScale` x the
@@ -24,7 +24,7 @@ export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2, mo
  * face moves, shrinks or grows. Windows may reach past the picture's edge (searched as black, like
  * MTCNN's crop padding). With `seeds`, the predicted box also goes straight to O-Net.
  */
-export function refineWindows(predicted: readonly Box[], params: TrackedSearchParams, minFaceSize: number, scaleFactor: number, seeds = false): SearchWindow[] {
+export function refineWindows(predicted: readonly Box[], params: TrackedSearchParams, minFaceSize: number, scaleFactor: number): SearchWindow[] {
   const top = 12 / minFaceSize;
   return predicted.flatMap((box) => {
     const face = Math.max(12, box[2] - box[0], box[3] - box[1]);
@@ -38,7 +38,7 @@ export function refineWindows(predicted: readonly Box[], params: TrackedSearchPa
       levels.push({ scale, width: levelSide, height: levelSide });
     }
     if (!levels.length) return [];
-    return [{ x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side, levels, seed: seeds ? box : undefined, thresholds: params.refineThresholds }];
+    return [{ x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side, levels, seed: params.seeds ? box : undefined }];
   });
 }
 
