@@ -60,7 +60,7 @@ interface Stage2Candidate extends Candidate {
 /**
  * A rectangle of a picture that P-Net searches, with a pyramid of its own: the whole picture (a
  * keyframe), a region where motion appeared, or a small window around a tracked face. Integer
- * picture pixels, inside the picture.
+ * picture pixels; a window may reach past the picture, whose outside is searched as black.
  */
 export interface SearchWindow {
   x: number;
