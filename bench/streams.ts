@@ -31,9 +31,8 @@ import { Pipeline } from '../src/pipeline/pipeline.js';
 import { printTable, summarize, writeResult, type Row } from './report.js';
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { spawnSync } from 'node:child_process';
-import type { RgbImage } from '../src/image/types.js';
 import { runFramesOffline, trackedAgreement } from '../src/eval/tracked-agreement.js';
+import { decodeVideoFrames } from '../src/eval/video-frames.js';
 import type { DetectionKind } from '../src/pipeline/metrics.js';
 
 function arg(args: string[], name: string, fallback: string): string {
@@ -48,17 +47,7 @@ const CLIPS: Record<string, string> = {
   hamilton: path.join(SHARED, 'data', 'video', 'hamilton_640x360.mp4'),
   crowd: path.join(SHARED, 'data', 'video', 'crowd_1080p.mp4'),
 };
-
-/** Every frame of a clip, decoded as the reference decodes it. */
-function decodeClip(file: string): RgbImage[] {
-  const probe = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file], { encoding: 'utf8' });
-  const [width, height] = probe.stdout.trim().split(',').map(Number);
-  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 2 ** 31 });
-  const size = width * height * 3;
-  const frames: RgbImage[] = [];
-  for (let o = 0; o + size <= r.stdout.length; o += size) frames.push({ width, height, data: r.stdout.subarray(o, o + size) });
-  return frames;
-}
+const CLIP_SIZES: Record<string, [number, number]> = { hamilton: [640, 360], crowd: [1920, 1080] };
 
 class StageTimes implements PipelineObserver {
   readonly stages = new Map<Stage, number[]>();
@@ -120,7 +109,7 @@ export async function run(args: string[]): Promise<void> {
     const pipelineConfig = { ...config.pipeline, recognition: { ...config.pipeline.recognition, interval } };
     if (withRecall) {
       for (const clip of clips) {
-        const frames = decodeClip(CLIPS[clip]);
+        const frames = decodeVideoFrames(CLIPS[clip], ...CLIP_SIZES[clip]);
         const pipeline = new Pipeline(analyzer, pipelineConfig, { gallery, logger });
         await pipeline.ready();
         const t0 = performance.now();
