@@ -62,6 +62,22 @@ describe('integral image pooling', () => {
     });
   }
 
+  it('pools a part of a result bit for bit as the whole result has it, from a table of a region around it', () => {
+    const big = randomImage(120, 80, 11);
+    const whole = new Float32Array(3 * 50 * 34);
+    new IntegralImage().compute(big).poolInto(0, 0, 120, 80, 50, 34, whole, 0, 127.5, 1 / 128);
+    const part = { col: 14, row: 6, cols: 16, rows: 12 };
+    // A table of only the rectangle the part pools from (and a little more), as a search window has.
+    const region = new IntegralImage().compute(big, { x: 30, y: 10, width: 50, height: 35 });
+    const dst = new Float32Array(3 * part.cols * part.rows);
+    region.poolPartInto(0, 0, 120, 80, 50, 34, part, dst, 0, 127.5, 1 / 128);
+    for (let c = 0; c < 3; c++) {
+      for (let i = 0; i < part.rows; i++) {
+        for (let j = 0; j < part.cols; j++) expect(dst[c * part.cols * part.rows + i * part.cols + j]).toBe(whole[c * 50 * 34 + (part.row + i) * 50 + part.col + j]);
+      }
+    }
+  });
+
   it('is reusable for a picture of another size', () => {
     const other = randomImage(11, 40, 3);
     ii.compute(other);

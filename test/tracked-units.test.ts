@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Box, RgbImage } from '../src/image/types.js';
 import type { Frame } from '../src/ingest/frame.js';
 import { StreamDetection, type DetectionPolicy } from '../src/pipeline/detect/detection-schedule.js';
+import { levelPart, pyramidLevels } from '../src/pipeline/detect/pyramid.js';
 import { motionWindows, refineWindows, searchedShare, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { MOTION_DEFAULTS, motionGrid, updateMotion, type MotionBackground } from '../src/pipeline/motion/motion-mask.js';
 import { IouTracker } from '../src/pipeline/track/tracker.js';
@@ -58,28 +59,57 @@ describe('motion mask', () => {
 });
 
 describe('search windows between keyframes', () => {
-  it('centres a window of windowScale face sizes on each predicted box, at the stream pyramid levels near the face size', () => {
-    const [w] = refineWindows([[100, 100, 160, 160]], TRACKED_SEARCH_DEFAULTS, 20, 0.709);
+  it('centres a window of windowScale face sizes on each predicted box, on parts of the stream pyramid levels near the face size', () => {
+    const picture = { width: 640, height: 360, minFaceSize: 20, scaleFactor: 0.709 };
+    const [w] = refineWindows([[100, 100, 160, 160]], { ...TRACKED_SEARCH_DEFAULTS, windowScale: 2 }, picture);
     expect([w.x, w.y, w.width, w.height]).toEqual([70, 70, 120, 120]);
     const faces = w.levels!.map((l) => 12 / l.scale);
     expect(Math.min(...faces)).toBeGreaterThanOrEqual(30 - 1e-9);
     expect(Math.max(...faces)).toBeLessThanOrEqual(120 + 1e-9);
-    // Levels of the stream's pyramid: 12/20 * 0.709^k.
-    for (const l of w.levels!) expect(Math.log(l.scale / (12 / 20)) / Math.log(0.709)).toBeCloseTo(Math.round(Math.log(l.scale / (12 / 20)) / Math.log(0.709)), 6);
-    // Nothing smaller than the stream's minimum face is searched.
-    expect(refineWindows([[0, 0, 20, 20]], TRACKED_SEARCH_DEFAULTS, 60, 0.709)[0]?.levels?.every((l) => l.scale <= 12 / 60 + 1e-12) ?? true).toBe(true);
+    // Parts of the whole picture's levels, which a keyframe searches.
+    const pyramid = pyramidLevels(640, 360, 20, 0.709);
+    for (const l of w.levels!) {
+      const level = pyramid.find((p) => p.scale === l.scale)!;
+      expect(l.part).toMatchObject({ levelWidth: level.width, levelHeight: level.height });
+    }
+    // Nothing smaller than the stream's minimum face is searched; a face under it is searched at the finest level only.
+    const small = refineWindows([[0, 0, 20, 20]], TRACKED_SEARCH_DEFAULTS, { ...picture, minFaceSize: 60 })[0];
+    expect(small.levels!.map((l) => l.scale)).toEqual([12 / 60]);
+  });
+
+  it('cuts a level part on the keyframe grid: even cells, covering the window, one P-Net window at least, inside the level', () => {
+    const picture = { width: 1920, height: 1080 };
+    for (const level of pyramidLevels(1920, 1080, 40, 0.709)) {
+      for (const rect of [
+        { x: 101, y: 57, width: 90, height: 90 },
+        { x: -40, y: -40, width: 80, height: 80 },
+        { x: 1880, y: 1000, width: 100, height: 100 },
+      ]) {
+        const part = levelPart(level, rect, picture)!;
+        const { col, row } = part.part!;
+        expect(col % 2).toBe(0);
+        expect(row % 2).toBe(0);
+        expect(Math.min(part.width, part.height)).toBeGreaterThanOrEqual(12);
+        expect(col + part.width).toBeLessThanOrEqual(level.width);
+        expect(row + part.height).toBeLessThanOrEqual(level.height);
+        // The cells cover the window's picture pixels inside the picture.
+        expect((col * 1920) / level.width).toBeLessThanOrEqual(Math.max(0, rect.x));
+        expect(((col + part.width) * 1920) / level.width).toBeGreaterThanOrEqual(Math.min(1920, rect.x + rect.width) - 1920 / level.width);
+      }
+      expect(levelPart(level, { x: 2000, y: 0, width: 10, height: 10 }, picture)).toBeUndefined();
+    }
   });
 
   it('leaves motion inside a tracked window to it, merges overlapping motion, pads to one minimum face, clips to the picture', () => {
-    const picture = { width: 640, height: 360 };
-    const refine = refineWindows([[300, 100, 340, 140]], TRACKED_SEARCH_DEFAULTS, 40, 0.709);
+    const picture = { width: 640, height: 360, minFaceSize: 40, scaleFactor: 0.709 };
+    const refine = refineWindows([[300, 100, 340, 140]], TRACKED_SEARCH_DEFAULTS, picture);
     const motion: Box[] = [
       [310, 110, 330, 130], // inside the tracked face's window
       [10, 10, 30, 30],
       [25, 25, 50, 50], // overlaps the previous once enlarged
       [630, 350, 640, 360], // a corner
     ];
-    const windows = motionWindows(motion, refine, picture, 40, TRACKED_SEARCH_DEFAULTS);
+    const windows = motionWindows(motion, refine, picture, TRACKED_SEARCH_DEFAULTS);
     expect(windows).toHaveLength(2);
     for (const w of windows) {
       expect(w.x).toBeGreaterThanOrEqual(0);

@@ -76,17 +76,26 @@ export class IntegralImage {
    * picture coordinates; parts outside the picture, or outside the computed region, count as
    * black, i.e. zero padding) to outW x outH
    * and writes it as planar channels at `dst[offset]`, each value mapped to (v - mean) * scale.
-   * `order` picks the output channel order (BGR models get [2, 1, 0]).
    *
    * Window of output index i: [floor(i * in / out), ceil((i + 1) * in / out)) as in PyTorch.
    */
-  poolInto(
+  poolInto(x0: number, y0: number, srcW: number, srcH: number, outW: number, outH: number, dst: Float32Array, offset: number, mean: number, scale: number): void {
+    this.poolPartInto(x0, y0, srcW, srcH, outW, outH, { col: 0, row: 0, cols: outW, rows: outH }, dst, offset, mean, scale);
+  }
+
+  /**
+   * Like `poolInto`, but writes only output columns col..col+cols-1 and rows row..row+rows-1 of the
+   * outW x outH result, as a cols x rows plane: bit for bit the same values as that part of the
+   * whole result, at the cost of the part (a search window's share of a whole-picture pyramid level).
+   */
+  poolPartInto(
     x0: number,
     y0: number,
     srcW: number,
     srcH: number,
     outW: number,
     outH: number,
+    part: { col: number; row: number; cols: number; rows: number },
     dst: Float32Array,
     offset: number,
     mean: number,
@@ -96,33 +105,34 @@ export class IntegralImage {
     const w = this.width;
     const h = this.height;
     const stride = (w + 1) * 3;
-    const plane = outW * outH;
+    const { col, row, cols, rows } = part;
+    const plane = cols * rows;
     x0 -= this.originX;
     y0 -= this.originY;
-    if (this.xs.length < outW) {
-      this.xs = new Int32Array(outW);
-      this.xe = new Int32Array(outW);
+    if (this.xs.length < cols) {
+      this.xs = new Int32Array(cols);
+      this.xe = new Int32Array(cols);
     }
     const xs = this.xs;
     const xe = this.xe;
-    if (this.colInv.length < outW) this.colInv = new Float64Array(outW);
+    if (this.colInv.length < cols) this.colInv = new Float64Array(cols);
     const colInv = this.colInv;
     const m = mean * scale;
-    for (let j = 0; j < outW; j++) {
-      const a = x0 + Math.floor((j * srcW) / outW);
-      const b = x0 + Math.ceil(((j + 1) * srcW) / outW);
+    for (let j = 0; j < cols; j++) {
+      const a = x0 + Math.floor(((col + j) * srcW) / outW);
+      const b = x0 + Math.ceil(((col + j + 1) * srcW) / outW);
       colInv[j] = 1 / (b - a);
       xs[j] = (a < 0 ? 0 : a > w ? w : a) * 3;
       xe[j] = (b < 0 ? 0 : b > w ? w : b) * 3;
     }
-    for (let i = 0; i < outH; i++) {
-      const a = y0 + Math.floor((i * srcH) / outH);
-      const b = y0 + Math.ceil(((i + 1) * srcH) / outH);
+    for (let i = 0; i < rows; i++) {
+      const a = y0 + Math.floor(((row + i) * srcH) / outH);
+      const b = y0 + Math.ceil(((row + i + 1) * srcH) / outH);
       const rowA = (a < 0 ? 0 : a > h ? h : a) * stride;
       const rowB = (b < 0 ? 0 : b > h ? h : b) * stride;
       const rowK = scale / (b - a);
-      let o = offset + i * outW;
-      for (let j = 0; j < outW; j++, o++) {
+      let o = offset + i * cols;
+      for (let j = 0; j < cols; j++, o++) {
         const p = xs[j];
         const q = xe[j];
         const k = rowK * colInv[j];

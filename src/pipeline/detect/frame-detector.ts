@@ -78,8 +78,9 @@ export class FrameDetector {
     // The background follows every frame, keyframes included.
     const motion = r.motion ? updateMotion(picture, r.motion, this.params.motion) : { boxes: [], changedShare: 0 };
     if (r.keyframe) return { ...full(), motionShare: motion.changedShare };
-    const refine = refineWindows(r.tracks, this.params.tracked, r.minFaceSize, this.params.scaleFactor);
-    const moving = motionWindows(motion.boxes, refine, picture, r.minFaceSize, this.params.tracked);
+    const search = { width: picture.width, height: picture.height, minFaceSize: r.minFaceSize, scaleFactor: this.params.scaleFactor };
+    const refine = refineWindows(r.tracks, this.params.tracked, search);
+    const moving = motionWindows(motion.boxes, refine, search, this.params.tracked);
     const motionCover = searchedShare(moving, picture);
     const runs: FrameDetectResult['runs'] = [];
     if (refine.length) runs.push({ kind: 'refine', share: searchedShare(refine, picture) });

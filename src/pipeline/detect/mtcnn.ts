@@ -67,7 +67,11 @@ export interface SearchWindow {
   y: number;
   width: number;
   height: number;
-  /** P-Net input sizes and scales; default pyramidLevels(width, height, minFaceSize, scaleFactor). */
+  /**
+   * P-Net input sizes and scales. Default: the window's own pyramid, pyramidLevels(width, height,
+   * minFaceSize, scaleFactor). Parts of the whole picture's levels (`levelPart`) make a window
+   * propose exactly the boxes a whole-picture search proposes inside it.
+   */
   levels?: PyramidLevel[];
   /**
    * A box that also goes straight to O-Net, skipping P-Net and R-Net: a tracked face's predicted
@@ -97,6 +101,27 @@ interface LevelTask {
   window: SearchWindow;
   level: PyramidLevel;
   source: IntegralImage;
+}
+
+/**
+ * The picture rectangle a window's summed-area table must cover: the window with a margin of half
+ * its shorter side (R-Net and O-Net crops of faces near its edge reach past it), and every picture
+ * pixel its whole-picture level parts pool from.
+ */
+function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], picture: { width: number; height: number }): { x: number; y: number; width: number; height: number } {
+  const margin = Math.ceil(Math.min(window.width, window.height) / 2);
+  let x1 = window.x - margin;
+  let y1 = window.y - margin;
+  let x2 = window.x + window.width + margin;
+  let y2 = window.y + window.height + margin;
+  for (const { part, width, height } of levels) {
+    if (!part) continue;
+    x1 = Math.min(x1, Math.floor((part.col * picture.width) / part.levelWidth));
+    y1 = Math.min(y1, Math.floor((part.row * picture.height) / part.levelHeight));
+    x2 = Math.max(x2, Math.ceil(((part.col + width) * picture.width) / part.levelWidth));
+    y2 = Math.max(y2, Math.ceil(((part.row + height) * picture.height) / part.levelHeight));
+  }
+  return { x: x1, y: y1, width: x2 - x1, height: y2 - y1 };
 }
 
 /**
@@ -156,10 +181,8 @@ export class MtcnnDetector {
           const source = this.freeIntegrals.pop() ?? new IntegralImage();
           integrals.push(source);
           const whole = window.x <= 0 && window.y <= 0 && window.width >= req.image.width && window.height >= req.image.height;
-          // R-Net and O-Net crops of faces near a window's edge reach past it: sum a margin too.
-          const margin = Math.ceil(Math.min(window.width, window.height) / 2);
-          source.compute(req.image, whole ? undefined : { x: window.x - margin, y: window.y - margin, width: window.width + 2 * margin, height: window.height + 2 * margin });
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
+          source.compute(req.image, whole ? undefined : summedRegion(window, levels, req.image));
           for (const level of levels) tasks.push({ request: r, window, level, source });
           if (window.seed) seeds.push({ box: window.seed, image: r, source });
         }
@@ -204,7 +227,14 @@ export class MtcnnDetector {
       const batch = this.buffers.take(members.length * 3 * plane);
       members.forEach((task, k) => {
         const w = task.window;
-        task.source.poolInto(w.x, w.y, w.width, w.height, width, height, batch, k * 3 * plane, MEAN, SCALE);
+        const part = task.level.part;
+        if (part) {
+          const image = requests[task.request].image;
+          const cells = { col: part.col, row: part.row, cols: width, rows: height };
+          task.source.poolPartInto(0, 0, image.width, image.height, part.levelWidth, part.levelHeight, cells, batch, k * 3 * plane, MEAN, SCALE);
+        } else {
+          task.source.poolInto(w.x, w.y, w.width, w.height, width, height, batch, k * 3 * plane, MEAN, SCALE);
+        }
       });
       pooling += performance.now() - mark;
       // Started at once: on the inference thread this batch runs while the next one is pooled.
@@ -225,8 +255,12 @@ export class MtcnnDetector {
       const cells = oh * ow;
       members.forEach((task, k) => {
         const inv = Math.fround(task.level.scale);
-        const ox = task.window.x;
-        const oy = task.window.y;
+        // A part of a whole-picture level is placed by its cells, as the keyframe places them.
+        const part = task.level.part;
+        const ox = part ? 0 : task.window.x;
+        const oy = part ? 0 : task.window.y;
+        const col = part ? part.col : 0;
+        const row = part ? part.row : 0;
         const probBase = (k * 2 + 1) * cells;
         const regBase = k * 4 * cells;
         const list: Candidate[] = [];
@@ -237,10 +271,10 @@ export class MtcnnDetector {
           const j = cell - i * ow;
           // The reference computes these in float32; fround keeps borderline floors identical.
           list.push({
-            x1: ox + Math.floor(Math.fround((2 * j + 1) / inv)),
-            y1: oy + Math.floor(Math.fround((2 * i + 1) / inv)),
-            x2: ox + Math.floor(Math.fround((2 * j + 12) / inv)),
-            y2: oy + Math.floor(Math.fround((2 * i + 12) / inv)),
+            x1: ox + Math.floor(Math.fround((col + 2 * j + 1) / inv)),
+            y1: oy + Math.floor(Math.fround((row + 2 * i + 1) / inv)),
+            x2: ox + Math.floor(Math.fround((col + 2 * j + 12) / inv)),
+            y2: oy + Math.floor(Math.fround((row + 2 * i + 12) / inv)),
             score,
             dx1: reg[regBase + cell],
             dy1: reg[regBase + cells + cell],

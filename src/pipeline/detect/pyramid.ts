@@ -1,8 +1,16 @@
 /** One level of the P-Net image pyramid. */
 export interface PyramidLevel {
   scale: number;
+  /** Size of the plane P-Net sees. */
   width: number;
   height: number;
+  /**
+   * Set when the plane is a part of the whole picture's level (a search window between
+   * keyframes): columns col..col+width-1 and rows row..row+height-1 of the picture pooled to
+   * levelWidth x levelHeight. P-Net then sees exactly the values a keyframe sees there, on the
+   * keyframe's stride-2 grid (col and row are even), so it proposes the boxes a keyframe would.
+   */
+  part?: { levelWidth: number; levelHeight: number; col: number; row: number };
 }
 
 /**
@@ -21,4 +29,39 @@ export function pyramidLevels(width: number, height: number, minFaceSize: number
     minl *= factor;
   }
   return levels;
+}
+
+/** P-Net's input side (its receptive field) and output stride. */
+const PNET_SIDE = 12;
+const PNET_STRIDE = 2;
+
+/** The even-aligned span [start, end) of a level axis of `levelSize` cells covering picture span [a, b) of `pictureSize`, at least PNET_SIDE cells. */
+function levelSpan(a: number, b: number, pictureSize: number, levelSize: number): [number, number] {
+  let start = Math.max(0, Math.floor((a * levelSize) / pictureSize));
+  start -= start % PNET_STRIDE;
+  let end = Math.min(levelSize, Math.ceil((b * levelSize) / pictureSize));
+  if (end - start < PNET_SIDE) {
+    // Too small for one P-Net window: grow to one, inside the level, keeping the grid.
+    end = Math.min(levelSize, start + PNET_SIDE);
+    start = Math.max(0, end - PNET_SIDE);
+    start -= start % PNET_STRIDE;
+  }
+  return [start, end];
+}
+
+/**
+ * The part of a whole-picture pyramid level (from `pyramidLevels` of the picture) that covers the
+ * picture rectangle `rect` (picture pixels, clipped to the picture): aligned on P-Net's stride-2
+ * grid of the whole level and at least one P-Net window (12 cells) in each direction. Undefined
+ * when the rectangle lies outside the picture.
+ */
+export function levelPart(level: PyramidLevel, rect: { x: number; y: number; width: number; height: number }, picture: { width: number; height: number }): PyramidLevel | undefined {
+  const x1 = Math.max(0, rect.x);
+  const y1 = Math.max(0, rect.y);
+  const x2 = Math.min(picture.width, rect.x + rect.width);
+  const y2 = Math.min(picture.height, rect.y + rect.height);
+  if (x2 <= x1 || y2 <= y1) return undefined;
+  const [col, colEnd] = levelSpan(x1, x2, picture.width, level.width);
+  const [row, rowEnd] = levelSpan(y1, y2, picture.height, level.height);
+  return { scale: level.scale, width: colEnd - col, height: rowEnd - row, part: { levelWidth: level.width, levelHeight: level.height, col, row } };
 }

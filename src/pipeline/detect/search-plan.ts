@@ -1,6 +1,6 @@
 import type { Box } from '../../image/types.js';
 import type { SearchWindow } from './mtcnn.js';
-import type { PyramidLevel } from './pyramid.js';
+import { levelPart, pyramidLevels, type PyramidLevel } from './pyramid.js';
 
 /** Geometry of the searches between keyframes (config `detector.tracked`). */
 export interface TrackedSearchParams {
@@ -14,31 +14,44 @@ export interface TrackedSearchParams {
   seeds: boolean;
 }
 
-export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2, motionMargin: 0.25, keyframeShare: 0.5, seeds: false };
+export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2.5, motionMargin: 0.25, keyframeShare: 0.5, seeds: false };
+
+/** Picture size and detection settings every window of a frame is planned with. */
+export interface PictureSearch {
+  width: number;
+  height: number;
+  minFaceSize: number;
+  /** Pyramid scale step (config detector.scaleFactor). */
+  scaleFactor: number;
+}
 
 /**
  * The search window around each tracked face's predicted box: a square of `windowScale` x the
- * face's size around its centre, searched at the levels of the stream's own pyramid (scales
- * 12/minFaceSize x scaleFactor^k, as a keyframe searches) whose nominal face size lies within a
- * factor of 2 of the tracked face's, so the window finds what a keyframe would find there, as the
- * face moves, shrinks or grows. Windows may reach past the picture's edge (searched as black, like
- * MTCNN's crop padding). With `seeds`, the predicted box also goes straight to O-Net.
+ * face's size around its centre, searched on the parts of the stream's own whole-picture pyramid
+ * levels (scales 12/minFaceSize x scaleFactor^k, as a keyframe searches) whose nominal face size
+ * lies within a factor of 2 of the tracked face's (and the finest level, for faces under the
+ * minimum size, which a keyframe finds there too). On those parts P-Net sees what a keyframe sees
+ * on the same grid, so the window finds the face a keyframe would find there, as it moves, shrinks
+ * or grows. With `seeds`, the predicted box also goes straight to O-Net.
  */
-export function refineWindows(predicted: readonly Box[], params: TrackedSearchParams, minFaceSize: number, scaleFactor: number): SearchWindow[] {
-  const top = 12 / minFaceSize;
+export function refineWindows(predicted: readonly Box[], params: TrackedSearchParams, picture: PictureSearch): SearchWindow[] {
+  const pyramid = pyramidLevels(picture.width, picture.height, picture.minFaceSize, picture.scaleFactor);
   return predicted.flatMap((box) => {
     const face = Math.max(12, box[2] - box[0], box[3] - box[1]);
     const side = Math.round(params.windowScale * face);
     const cx = (box[0] + box[2]) / 2;
     const cy = (box[1] + box[3]) / 2;
+    const window = { x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side };
     const levels: PyramidLevel[] = [];
-    for (let scale = top; 12 / scale <= 2 * face && side * scale >= 12; scale *= scaleFactor) {
-      if (12 / scale < face / 2) continue;
-      const levelSide = Math.trunc(side * scale + 1);
-      levels.push({ scale, width: levelSide, height: levelSide });
+    for (const level of pyramid) {
+      const nominal = 12 / level.scale;
+      // The finest level always: a keyframe finds faces under the minimum size there too (box regression).
+      if (nominal < face / 2 || (nominal > 2 * face && level !== pyramid[0])) continue;
+      const part = levelPart(level, window, picture);
+      if (part) levels.push(part);
     }
     if (!levels.length) return [];
-    return [{ x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), width: side, height: side, levels, seed: params.seeds ? box : undefined }];
+    return [{ ...window, levels, seed: params.seeds ? box : undefined }];
   });
 }
 
@@ -58,8 +71,12 @@ function inside(inner: Box, outer: Box): boolean {
  * Windows over the motion outside the tracked faces: motion boxes already inside a tracked
  * face's window are left to that window; the rest grow by the margin (at least to one minimum
  * face), overlapping ones merge into their bounding box, and each is clipped to the picture.
+ * Each is searched on the parts of the whole-picture pyramid levels over it (as a keyframe would
+ * search it), for faces up to twice its size.
  */
-export function motionWindows(motion: readonly Box[], covered: readonly SearchWindow[], picture: { width: number; height: number }, minFaceSize: number, params: TrackedSearchParams): SearchWindow[] {
+export function motionWindows(motion: readonly Box[], covered: readonly SearchWindow[], picture: PictureSearch, params: TrackedSearchParams): SearchWindow[] {
+  const { minFaceSize } = picture;
+  const pyramid = pyramidLevels(picture.width, picture.height, minFaceSize, picture.scaleFactor);
   const coveredBoxes: Box[] = covered.map((w) => [w.x, w.y, w.x + w.width, w.y + w.height]);
   let boxes: Box[] = [];
   for (const m of motion) {
@@ -101,7 +118,12 @@ export function motionWindows(motion: readonly Box[], covered: readonly SearchWi
       y = Math.max(0, Math.min(picture.height - minFaceSize, Math.round(y - (minFaceSize - height) / 2)));
       height = Math.min(picture.height, Math.ceil(minFaceSize));
     }
-    if (width >= 12 && height >= 12) windows.push({ x, y, width, height });
+    if (width < 12 || height < 12) continue;
+    // Faces up to twice the window's size can show motion inside it only.
+    const largest = 2 * Math.max(width, height);
+    const rect = { x, y, width, height };
+    const levels = pyramid.filter((l) => 12 / l.scale <= largest).flatMap((l) => levelPart(l, rect, picture) ?? []);
+    if (levels.length) windows.push({ ...rect, levels });
   }
   return windows;
 }
