@@ -124,7 +124,7 @@ describe('search windows between keyframes', () => {
 });
 
 describe('keyframe schedule of a stream', () => {
-  const policy: DetectionPolicy = { mode: 'tracked', keyframeIntervalMs: 1000, motionKeyframeGapMs: 200, refineMaxMisses: 3, motionCellSize: 8 };
+  const policy: DetectionPolicy = { mode: 'tracked', keyframeIntervalMs: 1000, motionKeyframeGapFrames: 2, refineMaxMisses: 3, motionCellSize: 8 };
   const frame = (seq: number, pts: number, width = 64): Frame => ({ streamId: 's', seq, pts, capturedAt: 0, width, height: 48, data: new Uint8Array(width * 48 * 3) });
   const tracker = new IouTracker({ iouThreshold: 0.3, maxMisses: 25 });
   const none = { faces: [], runs: [], motionShare: 0 };
@@ -136,18 +136,24 @@ describe('keyframe schedule of a stream', () => {
     expect(first.keyframe).toBe(true);
     expect(first.motion?.fresh).toBe(true);
     s.done(frame(0, 0), full);
-    expect(s.request(frame(1, 0.5), tracker, 40)).toMatchObject({ keyframe: false, motionMayKeyframe: true });
+    expect(s.request(frame(1, 0.5), tracker, 40)).toMatchObject({ keyframe: false, motionMayKeyframe: false });
     s.done(frame(1, 0.5), none);
     // A second later, but nothing moved: no keyframe.
     expect(s.request(frame(2, 1.5), tracker, 40).keyframe).toBe(false);
     s.done(frame(2, 1.5), { ...none, motionShare: 0.01 });
     expect(s.request(frame(3, 1.6), tracker, 40).keyframe).toBe(true);
     s.done(frame(3, 1.6), full);
+    // Motion keyframes: every other frame at most, whatever the frame rate.
     expect(s.request(frame(4, 1.7), tracker, 40).motionMayKeyframe).toBe(false);
+    s.done(frame(4, 1.7), { ...none, motionShare: 0.9 });
+    expect(s.request(frame(5, 1.8), tracker, 40).motionMayKeyframe).toBe(true);
+    s.done(frame(5, 1.8), { ...full, motionShare: 0.9 });
+    expect(s.request(frame(6, 1.81), tracker, 40).motionMayKeyframe).toBe(false);
+    s.done(frame(6, 1.81), none);
     // The timeline went back (a looped file): the interval restarts.
-    expect(s.request(frame(5, 0.1), tracker, 40).keyframe).toBe(true);
+    expect(s.request(frame(7, 0.1), tracker, 40).keyframe).toBe(true);
     // A new resolution: a fresh background and a keyframe.
-    const resized = s.request(frame(6, 0.2, 128), tracker, 40);
+    const resized = s.request(frame(8, 0.2, 128), tracker, 40);
     expect(resized.keyframe).toBe(true);
     expect(resized.motion?.fresh).toBe(true);
   });

@@ -154,7 +154,7 @@ export class Pipeline {
     this.policy = {
       mode: detector.mode,
       keyframeIntervalMs: detector.keyframeIntervalMs,
-      motionKeyframeGapMs: detector.motionKeyframeGapMs,
+      motionKeyframeGapFrames: detector.motionKeyframeGapFrames,
       refineMaxMisses: detector.tracked.refineMaxMisses,
       motionCellSize: detector.motion.cellSize,
     };

@@ -10,8 +10,8 @@ export interface DetectionPolicy {
   mode: 'full' | 'tracked';
   /** Stream time between two keyframes (whole-picture searches), ms. */
   keyframeIntervalMs: number;
-  /** Least stream time between two keyframes brought forward by motion over most of the picture, ms. */
-  motionKeyframeGapMs: number;
+  /** Least frames from one keyframe to the next brought forward by motion over most of the picture (2: every other frame). */
+  motionKeyframeGapFrames: number;
   /** A tracked face missed by this many frames in a row is no longer searched for between keyframes. */
   refineMaxMisses: number;
   /** Motion mask cell size (px), to size the stream's background. */
@@ -28,6 +28,8 @@ export interface DetectionPolicy {
  */
 export class StreamDetection {
   private lastKeyframeAt = -Infinity;
+  /** Frames detected since the last keyframe. */
+  private framesSinceKeyframe = Infinity;
   /** Whether the motion mask saw any change since the last keyframe: a still picture needs no new keyframe. */
   private movedSinceKeyframe = true;
   private background: MotionBackground | undefined;
@@ -50,12 +52,14 @@ export class StreamDetection {
       this.background = { cells: new Float32Array(new SharedArrayBuffer(cols * rows * 4)), fresh: true };
       this.size = size;
       this.lastKeyframeAt = -Infinity;
+      this.framesSinceKeyframe = Infinity;
       this.movedSinceKeyframe = true;
     }
     const now = StreamDetection.timeOf(frame);
     // A timeline that jumps back (a reconnect, a looped file) restarts the interval.
     if (now < this.lastKeyframeAt) {
       this.lastKeyframeAt = -Infinity;
+      this.framesSinceKeyframe = Infinity;
       this.movedSinceKeyframe = true;
     }
     const since = now - this.lastKeyframeAt;
@@ -68,7 +72,7 @@ export class StreamDetection {
       minFaceSize,
       mode: 'tracked',
       keyframe: since >= this.policy.keyframeIntervalMs && this.movedSinceKeyframe,
-      motionMayKeyframe: since >= this.policy.motionKeyframeGapMs,
+      motionMayKeyframe: this.framesSinceKeyframe + 1 >= this.policy.motionKeyframeGapFrames,
       tracks,
       motion,
     };
@@ -78,7 +82,10 @@ export class StreamDetection {
   done(frame: Frame, result: FrameDetectResult): void {
     if (result.runs.some((r) => r.kind === 'full')) {
       this.lastKeyframeAt = StreamDetection.timeOf(frame);
+      this.framesSinceKeyframe = 0;
       this.movedSinceKeyframe = false;
+    } else {
+      this.framesSinceKeyframe++;
     }
     if (result.motionShare > 0) this.movedSinceKeyframe = true;
   }

@@ -86,7 +86,7 @@ export class FrameDetector {
     if (refine.length) runs.push({ kind: 'refine', share: searchedShare(refine, picture) });
     if (motionCover > this.params.tracked.keyframeShare) {
       // Motion everywhere (a crowd, a moving camera, a change of light) says nothing about where
-      // new faces are: search the whole picture, but not more often than motionKeyframeGapMs allows.
+      // new faces are: search the whole picture, but not more often than motionKeyframeGapFrames allows.
       if (r.motionMayKeyframe) return { ...full(), motionShare: motion.changedShare };
       return { windows: refine, runs, motionShare: motion.changedShare };
     }
