@@ -5,6 +5,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { counted } from '../src/cli/context.js';
 import { type CliRun, runCli } from './helpers/cli.js';
 import { CLI, MODELS_DIR, MODELS_MIRROR, REPO, dataFile } from './helpers/paths.js';
 
@@ -244,6 +245,27 @@ describe('bad input: a clear message on stderr and a non-zero exit', () => {
     const out = JSON.parse(r.stdout) as DetectJson[];
     expect(out[0].faces.length).toBe(2);
     expect(out[1].error?.code).toBe('FILE_NOT_FOUND');
+  });
+
+  it('--draw and --annotate write the format their extension names, and refuse others before any work', async () => {
+    const jpeg = path.join(tmp, 'drawn.jpg');
+    await json(['detect', '--draw', jpeg, TWO]);
+    expect((await sharp(jpeg).metadata()).format).toBe('jpeg');
+    for (const args of [
+      ['detect', '--draw', path.join(tmp, 'drawn.bmp'), TWO],
+      ['identify', '--annotate', path.join(tmp, 'annotated.gif'), TWO],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/cannot write "\.(bmp|gif)" pictures; use \.png or \.jpg/);
+      expect(fs.existsSync(args[2])).toBe(false);
+    }
+  });
+
+  it('counts nouns in the singular for one (1 template, 2 identities)', () => {
+    expect(counted(1, 'template')).toBe('1 template');
+    expect(counted(0, 'template')).toBe('0 templates');
+    expect(counted(2, 'identity', 'identities')).toBe('2 identities');
   });
 
   it('a usage error exits with 2', async () => {

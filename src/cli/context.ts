@@ -114,3 +114,32 @@ export function parseNumber(name: string, min?: number, max?: number): (v: strin
     return n;
   };
 }
+
+/** Picture formats an annotated copy can be written in, by file extension. */
+const ANNOTATION_FORMATS: Record<string, 'png' | 'jpeg'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg' };
+
+/**
+ * The format of an annotated picture written to `file`, from its extension: .png, .jpg or .jpeg;
+ * PNG for a name without one. Throws InvalidArgumentError (a usage error, exit 2) for any other
+ * extension, rather than writing PNG bytes under a name that says otherwise.
+ */
+export function annotationFormat(name: string, file: string): 'png' | 'jpeg' {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '') return 'png';
+  const format = ANNOTATION_FORMATS[ext];
+  if (!format) throw new InvalidArgumentError(`${name}: cannot write "${ext}" pictures; use .png or .jpg, got "${file}"`);
+  return format;
+}
+
+/** Commander parser of an annotated-picture path (see annotationFormat): refused before any work. */
+export function parseAnnotationPath(name: string): (v: string) => string {
+  return (v: string) => {
+    annotationFormat(name, v);
+    return v;
+  };
+}
+
+/** "1 template", "2 templates": a count with its noun (plural: noun + "s", or `plural`). */
+export function counted(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}

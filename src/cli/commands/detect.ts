@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { errorMessage, isFacestreamError } from '../../errors.js';
 import { drawAnnotations } from '../../image/draw.js';
-import { contextFor, parseNumber, printJson } from '../context.js';
+import { annotationFormat, contextFor, parseNumber, printJson } from '../context.js';
 import { faceJson, loadPicture } from '../faces.js';
 
 interface DetectOptions {
@@ -28,7 +28,7 @@ export function detectCommand(): Command {
     .option('--min-face <px>', 'smallest face to look for, in pixels', parseNumber('--min-face', 12))
     .option('--scale-factor <f>', 'pyramid scale step (0.709)', parseNumber('--scale-factor', 0.1, 0.95))
     .option('--thresholds <p,r,o>', 'P-Net,R-Net,O-Net score thresholds (0.6,0.7,0.7)')
-    .option('--draw <path>', 'write an annotated PNG (a directory when several pictures are given)')
+    .option('--draw <path>', 'write an annotated picture, .png or .jpg (a directory of PNGs when several pictures are given)')
     .option('--json', 'print JSON (the default output)')
     .option('--pretty', 'indent the JSON')
     .action(async (images: string[], opts: DetectOptions, cmd: Command) => {
@@ -40,6 +40,13 @@ export function detectCommand(): Command {
       const faceDetector = await ctx.detector();
       const minScore = ctx.config.detector.minScore;
       const many = images.length > 1;
+      // Several pictures draw PNGs into a directory; one picture, into the file named (its extension says the format).
+      let format: 'png' | 'jpeg' = 'png';
+      try {
+        if (opts.draw && !many) format = annotationFormat('--draw', opts.draw);
+      } catch (err) {
+        cmd.error(`error: ${errorMessage(err)}`, { exitCode: 2 });
+      }
       if (opts.draw && many) await fs.mkdir(opts.draw, { recursive: true });
       const results: unknown[] = [];
       let failed = 0;
@@ -50,7 +57,7 @@ export function detectCommand(): Command {
           const entry: Record<string, unknown> = { file, width: image.width, height: image.height, faces: faces.map(faceJson) };
           if (opts.draw) {
             const target = drawTarget(opts.draw, file, many);
-            await fs.writeFile(target, await drawAnnotations(image, faces.map((f) => ({ box: f.box, landmarks: f.landmarks, label: f.score.toFixed(3) }))));
+            await fs.writeFile(target, await drawAnnotations(image, faces.map((f) => ({ box: f.box, landmarks: f.landmarks, label: f.score.toFixed(3) })), format));
             entry.drawn = target;
           }
           results.push(entry);

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { Enroller } from '../../index/enroll.js';
 import { enrollDirectory, type FileOutcome } from '../../index/enroll-dir.js';
-import { printJson } from '../context.js';
+import { counted, printJson } from '../context.js';
 import { galleryContext, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
 
 interface EnrollDirFlags extends GalleryFlags {
@@ -48,7 +48,7 @@ export function enrollDirCommand(): Command {
         else if (!opts.jsonl) {
           const out = process.stdout;
           out.write(`${summary.files} pictures in ${summary.identities} folders: ${summary.added} added, ${summary.skipped} already enrolled, ${summary.rejected} rejected (${summary.seconds.toFixed(1)} s)\n`);
-          out.write(`gallery ${gallery.dir}: ${gallery.counts().identities} identities, ${gallery.counts().templates} templates\n`);
+          out.write(`gallery ${gallery.dir}: ${counted(gallery.counts().identities, 'identity', 'identities')}, ${counted(gallery.counts().templates, 'template')}\n`);
           if (summary.failures.length) {
             out.write('\nrejected pictures:\n');
             for (const f of summary.failures) out.write(`  ${f.file}: ${f.code}: ${f.reason}\n`);

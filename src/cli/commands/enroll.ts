@@ -3,7 +3,7 @@ import { FacestreamError, type ErrorCode } from '../../errors.js';
 import { readImageFile } from '../../image/decode.js';
 import { Enroller, type EnrollPicture } from '../../index/enroll.js';
 import type { Box } from '../../image/types.js';
-import { printJson } from '../context.js';
+import { counted, printJson } from '../context.js';
 import { galleryContext, openForAnalyzer, parseBox, withGalleryOption, type GalleryFlags } from './gallery-open.js';
 
 interface EnrollFlags extends GalleryFlags {
@@ -59,7 +59,7 @@ export function enrollCommand(): Command {
         if (opts.json || opts.pretty) printJson({ gallery: gallery.dir, identity: report.identity, created: report.created, added: report.added, rejected }, opts.pretty);
         else {
           const out = process.stdout;
-          if (report.identity) out.write(`${report.created ? 'created' : 'updated'} identity "${report.identity.name}" (${report.identity.id}): ${report.identity.templates} templates\n`);
+          if (report.identity) out.write(`${report.created ? 'created' : 'updated'} identity "${report.identity.name}" (${report.identity.id}): ${counted(report.identity.templates, 'template')}\n`);
           for (const t of report.added) out.write(`  added    ${t.source} (template ${t.id})\n`);
           for (const r of rejected) out.write(`  rejected ${r.picture}: ${r.code}: ${r.reason}\n`);
         }

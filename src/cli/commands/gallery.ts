@@ -11,7 +11,7 @@ import { repairDatabase } from '../../index/repair.js';
 import { exportGallery, importGallery } from '../../index/transfer.js';
 import { Embedder } from '../../pipeline/embed/embedder.js';
 import type { CliContext } from '../context.js';
-import { printJson } from '../context.js';
+import { counted, printJson } from '../context.js';
 import { galleryContext, galleryDir, openAsStored, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
 import { makeDirectories } from '../../private-files.js';
 
@@ -72,8 +72,8 @@ export function galleryCommand(): Command {
         withGallery(cmd, opts, true, (g) => {
           const identities = g.listIdentities({ search: opts.search });
           if (opts.json || opts.pretty) return printJson({ gallery: g.dir, model: g.modelId, counts: g.counts(), identities }, opts.pretty);
-          process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${g.counts().identities} identities, ${g.counts().templates} templates\n`);
-          for (const i of identities) process.stdout.write(`  ${i.name.padEnd(30)} ${String(i.templates).padStart(5)} templates  ${i.id}\n`);
+          process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${counted(g.counts().identities, 'identity', 'identities')}, ${counted(g.counts().templates, 'template')}\n`);
+          for (const i of identities) process.stdout.write(`  ${i.name.padEnd(30)} ${counted(i.templates, 'template').padStart(15)}  ${i.id}\n`);
         }),
       ),
   );
@@ -97,7 +97,7 @@ export function galleryCommand(): Command {
           const out = process.stdout;
           out.write(`${identity.name} (${identity.id})\n  created ${identity.createdAt}, updated ${identity.updatedAt}\n`);
           if (identity.metadata !== null) out.write(`  metadata ${JSON.stringify(identity.metadata)}\n`);
-          out.write(`  ${templates.length} templates:\n`);
+          out.write(`  ${counted(templates.length, 'template')}:\n`);
           for (const t of templates) {
             out.write(`    ${t.id.padStart(6)}  ${t.source}  face ${t.faceSize === null ? '-' : Math.round(t.faceSize)} px, score ${t.detectionScore?.toFixed(3) ?? '-'}, ${t.createdAt}\n`);
           }
@@ -136,7 +136,7 @@ export function galleryCommand(): Command {
       .action((ref: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, false, (g) => {
           const identity = g.removeIdentity(ref);
-          printResult(opts, identity, `removed "${identity.name}" (${identity.id}) and its ${identity.templates} templates`);
+          printResult(opts, identity, `removed "${identity.name}" (${identity.id}) and its ${counted(identity.templates, 'template')}`);
         }),
       ),
   );
@@ -158,7 +158,7 @@ export function galleryCommand(): Command {
       .action((file: string, opts: OutputFlags, cmd: Command) =>
         withGallery(cmd, opts, true, async (g) => {
           const summary = await exportGallery(g, file);
-          printResult(opts, summary, `exported ${summary.identities} identities and ${summary.templates} templates to ${file} (${(summary.bytes / 1024).toFixed(0)} KiB)`);
+          printResult(opts, summary, `exported ${counted(summary.identities, 'identity', 'identities')} and ${counted(summary.templates, 'template')} to ${file} (${(summary.bytes / 1024).toFixed(0)} KiB)`);
         }),
       ),
   );
@@ -188,7 +188,7 @@ export function galleryCommand(): Command {
             if (opts.json || opts.pretty) printJson({ gallery: g.dir, ...summary, counts: g.counts() }, opts.pretty);
             else {
               process.stdout.write(
-                `imported ${file}: ${summary.identitiesCreated} identities created, ${summary.identitiesMerged} merged, ${summary.templatesAdded} templates added` +
+                `imported ${file}: ${counted(summary.identitiesCreated, 'identity', 'identities')} created, ${summary.identitiesMerged} merged, ${counted(summary.templatesAdded, 'template')} added` +
                   `${summary.reembedded ? ` (${summary.reembedded} re-embedded with ${g.modelId})` : ''}, ${summary.duplicates} already present, ${summary.skipped} skipped\n`,
               );
             }
@@ -213,7 +213,7 @@ export function galleryCommand(): Command {
           bar?.stop();
           if (opts.json || opts.pretty) printJson(summary, opts.pretty);
           else {
-            process.stdout.write(`re-embedded ${summary.templates} templates: ${summary.fromModel} -> ${summary.toModel} (${summary.dimension}-d) in ${summary.seconds.toFixed(1)} s\n`);
+            process.stdout.write(`re-embedded ${counted(summary.templates, 'template')}: ${summary.fromModel} -> ${summary.toModel} (${summary.dimension}-d) in ${summary.seconds.toFixed(1)} s\n`);
             if (ctx.config.embedding.model !== summary.toModel) process.stdout.write(`set embedding.model to "${summary.toModel}" (or FACESTREAM_EMBEDDING_MODEL) to use the gallery\n`);
           }
         } finally {
@@ -239,7 +239,7 @@ export function galleryCommand(): Command {
           if (opts.repair) report.repaired.push('index rebuilt from the database and saved');
           if (opts.json || opts.pretty) printJson({ gallery: g.dir, model: g.modelId, loaded: g.loadReport, ...report }, opts.pretty);
           else {
-            process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${report.identities} identities, ${report.templates} templates; index ${report.index.entries} entries, ${report.index.deleted} deleted, ${g.loadReport.source}${g.loadReport.reason ? ` (${g.loadReport.reason})` : ''}\n`);
+            process.stdout.write(`gallery ${g.dir} (${g.modelId}): ${counted(report.identities, 'identity', 'identities')}, ${counted(report.templates, 'template')}; index ${report.index.entries} entries, ${report.index.deleted} deleted, ${g.loadReport.source}${g.loadReport.reason ? ` (${g.loadReport.reason})` : ''}\n`);
             for (const r of report.repaired) process.stdout.write(`repaired: ${r}\n`);
             process.stdout.write(report.ok ? 'ok\n' : `${report.problems.length} problems:\n${report.problems.map((p) => `  ${p}\n`).join('')}`);
           }

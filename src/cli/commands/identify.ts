@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { drawAnnotations } from '../../image/draw.js';
 import { faceIdentification } from '../../index/search.js';
-import { parseNumber, printJson } from '../context.js';
+import { annotationFormat, parseAnnotationPath, parseNumber, printJson } from '../context.js';
 import { loadPicture } from '../faces.js';
 import { galleryContext, openForAnalyzer, withGalleryOption, type GalleryFlags } from './gallery-open.js';
 
@@ -21,7 +21,7 @@ export function identifyCommand(): Command {
       .argument('<image>', 'picture file')
       .option('--top <k>', 'identities listed per face', parseNumber('--top', 1, 100), 5)
       .option('--threshold <similarity>', 'similarity under which a face is unknown (default: gallery.minSimilarity, else the model threshold)', parseNumber('--threshold', -1, 1))
-      .option('--annotate <file>', 'write the picture with boxes and names (.png or .jpg)')
+      .option('--annotate <file>', 'write the picture with boxes and names (.png or .jpg)', parseAnnotationPath('--annotate'))
       .option('--json', 'print JSON')
       .option('--pretty', 'indent the JSON'),
   ).action(async (file: string, opts: IdentifyFlags, cmd: Command) => {
@@ -45,7 +45,7 @@ export function identifyCommand(): Command {
             label: r.identity ? `${r.identity.name} ${r.identity.similarity.toFixed(2)}` : 'unknown',
             color: r.identity ? '#22c55e' : '#ef4444',
           }));
-          await fs.writeFile(opts.annotate, await drawAnnotations(image, annotations, /\.jpe?g$/i.test(opts.annotate) ? 'jpeg' : 'png'));
+          await fs.writeFile(opts.annotate, await drawAnnotations(image, annotations, annotationFormat('--annotate', opts.annotate)));
         }
         if (opts.json || opts.pretty) {
           printJson({ file, gallery: gallery.dir, model: gallery.modelId, threshold: gallery.minSimilarity, counts: gallery.counts(), faces: results }, opts.pretty);
