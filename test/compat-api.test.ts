@@ -324,6 +324,17 @@ describe('DeepStack- and CompreFace-compatible APIs (real models and gallery, ov
     });
   });
 
+  it('finds a face that fills the whole picture on both APIs, as the native API does (padded second search)', async () => {
+    const rudd = dataFile('faces', 'paul_rudd', '1.jpg');
+    const found = await post('/api/v1/detect', form({ file: rudd }), { authorization: `Bearer ${READ_KEY}` });
+    const [x1, y1, x2, y2] = found.body.faces[0].box as number[];
+    const [w, h] = [x2 - x1, y2 - y1];
+    const tight = await sharp(rudd).extract({ left: Math.round(x1 + 0.1 * w), top: Math.round(y1 + 0.1 * h), width: Math.round(0.8 * w), height: Math.round(0.8 * h) }).jpeg({ quality: 95 }).toBuffer();
+    expect((await post('/api/v1/detect', form({ file: tight }), { authorization: `Bearer ${READ_KEY}` })).body.faces).toHaveLength(1);
+    expect((await post('/v1/vision/face', form({ image: tight }, { api_key: READ_KEY }))).body.predictions).toHaveLength(1);
+    expect((await post('/api/v1/detection/detect', form({ file: tight }), { 'x-api-key': READ_KEY })).body.result).toHaveLength(1);
+  });
+
   it('serves neither API when server.compat says so', async () => {
     const off = await startTestServer({ analyzer, listen: false, configure: (c) => (c.server.compat = { ...c.server.compat, deepstack: false, compreface: false }) });
     try {

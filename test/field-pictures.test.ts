@@ -11,6 +11,7 @@ import { Gallery } from '../src/index/gallery.js';
 import type { ModelRuntime } from '../src/models/runtime.js';
 import { FaceAnalyzer, largestFace } from '../src/pipeline/analyzer.js';
 import { cosineSimilarity } from '../src/pipeline/embed/vector.js';
+import { runCli } from './helpers/cli.js';
 import { testConfig, testRuntime } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 
@@ -138,6 +139,14 @@ describe('faces filling or leaving the picture', () => {
       expect(found).toHaveLength(1);
       expect(cosineSimilarity(found[0].embedding!, await largestEmbedding(jpg))).toBeGreaterThan(0.7);
     }
+  });
+
+  it('finds a face that fills the whole picture from the command line too (`facestream detect`)', async () => {
+    const file = path.join(tmp, 'rudd-tight.jpg');
+    fs.writeFileSync(file, await tightCrop(RUDD(), 0.1));
+    const r = await runCli(['detect', file, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).faces).toHaveLength(1);
   });
 
   it('enrolls the box a person gives even where the detector finds no face', async () => {

@@ -1,9 +1,9 @@
 import type { Config } from '../config/schema.js';
 import type { RgbImage } from '../image/types.js';
 import type { ModelRuntime } from '../models/runtime.js';
-import { padPicture, unpadFace } from './align/pad.js';
 import { AttributeEstimator, type FaceAttributes } from './attributes/ssrnet.js';
 import { MtcnnDetector, type DetectedFace } from './detect/mtcnn.js';
+import { detectStillPictures } from './detect/still-pictures.js';
 import { Embedder } from './embed/embedder.js';
 
 export interface AnalyzedFace extends DetectedFace {
@@ -62,22 +62,8 @@ export class FaceAnalyzer {
 
   async detect(images: readonly RgbImage[], opts: AnalyzeOptions = {}): Promise<DetectedFace[][]> {
     const overrides = opts.minFaceSize ? { minFaceSize: opts.minFaceSize } : undefined;
-    const found = (await this.detector.detectBatch(images, overrides)).map((faces) => faces.filter((f) => f.score >= this.minScore));
-    if (opts.stillPictures && this.picturePadding > 0) await this.detectPadded(images, found, overrides);
-    return found;
-  }
-
-  /** Searches again, padded (src/pipeline/align/pad.ts), the pictures where nothing was found; fills `found` in place. */
-  private async detectPadded(images: readonly RgbImage[], found: DetectedFace[][], overrides: { minFaceSize: number } | undefined): Promise<void> {
-    const empty = found.flatMap((faces, i) => (faces.length === 0 ? [i] : []));
-    if (empty.length === 0) return;
-    const pads = empty.map((i) => Math.round(Math.max(images[i].width, images[i].height) * this.picturePadding));
-    const padded = await Promise.all(empty.map((i, k) => padPicture(images[i], pads[k])));
-    // One call per picture: padded pictures differ in size, so they would not share P-Net batches anyway.
-    for (let k = 0; k < empty.length; k++) {
-      const [faces] = await this.detector.detectBatch([padded[k]], overrides);
-      found[empty[k]] = faces.filter((f) => f.score >= this.minScore).map((f) => unpadFace(f, pads[k]));
-    }
+    if (opts.stillPictures) return detectStillPictures(this.detector, images, { minScore: this.minScore, padding: this.picturePadding, overrides });
+    return (await this.detector.detectBatch(images, overrides)).map((faces) => faces.filter((f) => f.score >= this.minScore));
   }
 
   async analyze(images: readonly RgbImage[], opts: AnalyzeOptions = {}): Promise<AnalyzedFace[][]> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { errorMessage, isFacestreamError } from '../../errors.js';
 import { drawAnnotations } from '../../image/draw.js';
+import { detectStillPictures } from '../../pipeline/detect/still-pictures.js';
 import { annotationFormat, contextFor, parseNumber, printJson } from '../context.js';
 import { faceJson, loadPicture } from '../faces.js';
 
@@ -53,7 +54,7 @@ export function detectCommand(): Command {
       for (const file of images) {
         try {
           const image = await loadPicture(ctx, file);
-          const faces = (await faceDetector.detect(image)).filter((f) => f.score >= minScore);
+          const [faces] = await detectStillPictures(faceDetector, [image], { minScore, padding: ctx.config.detector.picturePadding });
           const entry: Record<string, unknown> = { file, width: image.width, height: image.height, faces: faces.map(faceJson) };
           if (opts.draw) {
             const target = drawTarget(opts.draw, file, many);

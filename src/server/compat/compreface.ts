@@ -95,7 +95,7 @@ export function comprefaceRoutes(ctx: ServerContext) {
     /** The faces of one picture: at least det_prob_threshold, largest first, at most `limit` (0: all). */
     const facesOf = async (image: DecodedImage, q: FaceQuery, embed: boolean): Promise<AnalyzedFace[]> => {
       const attributes = q.plugins.has('age') || q.plugins.has('gender');
-      const [found] = await analyzer.analyze([image], { embed: embed || q.plugins.has('calculator'), attributes });
+      const [found] = await analyzer.analyze([image], { embed: embed || q.plugins.has('calculator'), attributes, stillPictures: true });
       const faces = found.filter((f) => f.score >= q.detProbThreshold).sort((a, b) => faceArea(b) - faceArea(a));
       if (faces.length === 0) throw new FacestreamError('NO_FACE', NO_FACE_MESSAGE, {});
       return q.limit > 0 ? faces.slice(0, q.limit) : faces;

@@ -60,7 +60,7 @@ export function deepstackRoutes(ctx: ServerContext) {
     const analyzeOne = async (form: CompatForm, field: string, embed: boolean) => {
       const file = onePicture(form, field, 'No valid image file found');
       const image = await decodeUpload(ctx, file);
-      const [faces] = embed ? await analyzer.analyze([image], { attributes: false }) : await analyzer.detect([image]);
+      const [faces] = embed ? await analyzer.analyze([image], { attributes: false, stillPictures: true }) : await analyzer.detect([image], { stillPictures: true });
       return { image, faces: faces as AnalyzedFace[] };
     };
 
@@ -111,7 +111,7 @@ export function deepstackRoutes(ctx: ServerContext) {
         return file;
       });
       const images = await Promise.all(pictures.map((p) => decodeUpload(ctx, p)));
-      const analyzed = await analyzer.analyze(images, { attributes: false });
+      const analyzed = await analyzer.analyze(images, { attributes: false, stillPictures: true });
       const chosen = analyzed.map((faces, i) => {
         const face = largestFace(faces);
         if (!face) throw new FacestreamError('NO_FACE', `No face found in ${pictures[i].field}`, { field: pictures[i].field });
