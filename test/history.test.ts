@@ -121,6 +121,11 @@ describe('appearance history through the server', () => {
     const clusterId = (r.json().appearances as Appearance[])[0].clusterId!;
     const cluster = await get(`/api/v1/clusters/${clusterId}`);
     expect(cluster.samples.length).toBeGreaterThan(0);
+    // An id alone must name an existing identity: a mistyped id is not a new person.
+    const typo = await server.app.inject({ method: 'POST', url: `/api/v1/clusters/${clusterId}/name`, headers: server.auth, payload: { id: 'no-such-person' } });
+    expect(typo.statusCode).toBe(404);
+    expect(typo.json()).toMatchObject({ code: 'IDENTITY_NOT_FOUND' });
+    expect((await server.app.inject({ url: '/api/v1/identities/no-such-person', headers: server.readAuth })).statusCode).toBe(404);
     const named = await server.app.inject({ method: 'POST', url: `/api/v1/clusters/${clusterId}/name`, headers: server.auth, payload: { name: 'Stage Star' } });
     expect(named.statusCode, named.body).toBe(201);
     const body = named.json();

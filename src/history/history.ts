@@ -166,7 +166,9 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   openRefs(streamId: string, trackIds: readonly number[], opts: { current?: boolean } = {}): { id: number; trackId: number; cropUrl: string }[] {
     return trackIds.flatMap((t) => {
       // `current`: the tracks are in view now (an "appeared" event), so their appearances exist even if not opened yet.
-      const id = this.recorder.byTrack(streamId, t)?.id ?? this.recentlyEnded.get(`${streamId}\0${t}`)?.id ?? (opts.current ? this.recorder.ensure(streamId, t).id : undefined);
+      const open = this.recorder.byTrack(streamId, t) ?? (opts.current ? this.recorder.ensure(streamId, t) : undefined);
+      if (open) open.announced = true;
+      const id = open?.id ?? this.recentlyEnded.get(`${streamId}\0${t}`)?.id;
       return id === undefined ? [] : [{ id, trackId: t, cropUrl: `${URL_BASE}/${id}/crop` }];
     });
   }
@@ -183,6 +185,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
   /** The latest appearance of an identity on a stream, going on or ended recently. */
   latestRefs(streamId: string, identityId: string): { id: number; trackId: number; cropUrl: string }[] {
     const open = this.recorder.open().filter((a) => a.streamId === streamId && a.identity?.id === identityId);
+    for (const a of open) a.announced = true;
     if (open.length) return open.map((a) => ({ id: a.id, trackId: a.trackId, cropUrl: `${URL_BASE}/${a.id}/crop` }));
     const ended = [...this.recentlyEnded].reverse().find(([, e]) => e.streamId === streamId && e.identityId === identityId);
     return ended ? [{ id: ended[1].id, trackId: Number(ended[0].split('\0')[1]), cropUrl: `${URL_BASE}/${ended[1].id}/crop` }] : [];
@@ -201,7 +204,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
 
   private enqueue(a: OpenAppearance): void {
     if (this.closed && !this.flushing) return;
-    if (a.frames < this.config.minFrames || a.candidates.length === 0 || (!a.identity && !this.config.unknown.enabled)) {
+    if ((a.frames < this.config.minFrames && !a.announced) || a.candidates.length === 0 || (!a.identity && !this.config.unknown.enabled)) {
       this.counts.skipped++;
       return;
     }

@@ -21,6 +21,8 @@ export interface OpenAppearance {
   candidates: Candidate[];
   /** The embedding of the best-quality face the pipeline embedded, if any. */
   embedding: { quality: number; vector: Float32Array } | null;
+  /** Its id went out in a live event (WebSocket, MQTT): it is stored however short it stays, so the URLs sent resolve. */
+  announced: boolean;
 }
 
 export interface RecorderOptions {
@@ -89,6 +91,7 @@ export class AppearanceRecorder {
         similarity: new Map(),
         candidates: [],
         embedding: null,
+        announced: false,
       };
       s.open.set(trackId, a);
       this.onOpen(a);

@@ -63,7 +63,10 @@ export const historySchema = z
      * dropped and counted (facestream_history_dropped_total): the pipeline never waits on the disk.
      */
     queueSize: z.int().min(1).max(100_000).default(256),
-    /** Tracks seen in fewer processed frames than this are not stored (detector noise, a face crossing the edge). */
+    /**
+     * Tracks seen in fewer processed frames than this are not stored (detector noise, a face crossing
+     * the edge), unless a live event (WebSocket, MQTT) already gave out their appearance's id and URLs.
+     */
     minFrames: z.int().min(1).default(3),
     /** An appearance ends when its track has not been seen for this many processed frames of its stream (pipeline.tracking.maxMisses + 1 by default). */
     endAfterFrames: z.int().min(1).optional(),
