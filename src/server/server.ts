@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type { ClusterStores } from '../cluster/stores.js';
 import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import { startHistory } from '../history/service.js';
@@ -36,6 +37,13 @@ export interface StartServerOptions {
   resetKey?: boolean;
   /** Extra directories file sources may come from (the demo video's). */
   extraSourceDirs?: string[];
+  /**
+   * Cluster mode: this node's stores on PostgreSQL (openClusterStores, src/cluster/stores.ts).
+   * The server then reads and searches the node's replica, writes the gallery, stream definitions
+   * and generated API key through them, and keeps none of these in its own directories. The caller
+   * opened them and closes them after the server.
+   */
+  stores?: ClusterStores;
 }
 
 export interface RunningServer {
@@ -132,7 +140,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
-    const { keys, generated, source, readOnlyOnly } = resolveKeys(cfg.server, store, opts.resetKey);
+    const { keys, generated, source, readOnlyOnly } = opts.stores ? await resolveStoredKeys(cfg.server, opts.stores.apiKeys, opts.resetKey) : resolveKeys(cfg.server, store, opts.resetKey);
     if (readOnlyOnly) {
       logger.warn(
         { keySource: source },
@@ -150,17 +158,19 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     await warmUp(analyzer);
     readiness.models = true;
 
-    const gallery = await Gallery.open(path.resolve(cfg.gallery.dir), {
-      modelId: analyzer.embedder.modelId,
-      dimension: analyzer.embedder.dimension,
-      config: cfg.gallery,
-      logger,
-      defaultMinSimilarity: cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
-    });
-    cleanup.push(() => gallery.close());
+    const gallery =
+      opts.stores?.gallery ??
+      (await Gallery.open(path.resolve(cfg.gallery.dir), {
+        modelId: analyzer.embedder.modelId,
+        dimension: analyzer.embedder.dimension,
+        config: cfg.gallery,
+        logger,
+        defaultMinSimilarity: cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
+      }));
+    if (!opts.stores) cleanup.push(() => gallery.close());
     readiness.gallery = true;
     metrics.galleryCounts(gallery.counts());
-    const galleryWriter = new EmbeddedGalleryWriter(gallery);
+    const galleryWriter = opts.stores?.galleryWriter ?? new EmbeddedGalleryWriter(gallery);
     const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits, writer: galleryWriter });
 
     // Opened before the pipeline so that it closes after it: the appearances still open are written.
@@ -176,7 +186,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       return { 'in-flight': q.inFlight, waiting: q.waiting, detect: q.detect, embed: q.embed, attributes: q.attributes };
     };
 
-    const streams = new StreamManager(new SqliteStreamDefinitionStore(store), pipeline, cfg, logger);
+    const streams = new StreamManager(opts.stores?.streams ?? new SqliteStreamDefinitionStore(store), pipeline, cfg, logger);
     cleanup.push(() => streams.close());
     await streams.load();
     streams.on('change', ({ type, stream }) => {
@@ -200,6 +210,17 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
     const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, galleryWriter, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history };
+    if (opts.stores && source !== 'config') {
+      // Another node reset the generated key: this one accepts the new key too.
+      const keyStore = opts.stores.apiKeys;
+      const stop = keyStore.onChange(() => {
+        resolveStoredKeys(cfg.server, keyStore).then(
+          (r) => (ctx.keys = r.keys),
+          (err: unknown) => logger.warn({ err: errorMessage(err) }, 'reloading the stored API keys failed'),
+        );
+      });
+      cleanup.push(stop);
+    }
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.

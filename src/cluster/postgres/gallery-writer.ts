@@ -35,6 +35,10 @@ export class PostgresGalleryWriter implements GalleryWriter {
     private readonly templateIds: TemplateIds,
   ) {}
 
+  async current(): Promise<void> {
+    await this.applied(await this.db.lastChange(), 'catching up with the cluster\'s gallery');
+  }
+
   private async applied(seq: number, what: string): Promise<void> {
     if (seq > 0) await this.feed.waitFor(seq, APPLY_TIMEOUT_MS, what);
   }
