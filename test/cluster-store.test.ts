@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import pgClient from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClusterStores, type ClusterStores } from '../src/cluster/stores.js';
 import { gallerySchema } from '../src/config/sections/gallery.js';
@@ -277,6 +278,21 @@ describe('two nodes on one PostgreSQL', () => {
     expect(b.gallery.counts()).toEqual(a.gallery.counts());
     expect(b.gallery.identify(v).match?.templateId).toBe(added.templates[0].id);
     expect(b.gallery.listIdentities().map((i) => [i.id, i.name, i.templates])).toEqual(a.gallery.listIdentities().map((i) => [i.id, i.name, i.templates]));
+
+    // An operator pruned the change log past what a closed node applied: it rebuilds instead of missing changes.
+    await closeNode(b);
+    await a.galleryWriter.removeIdentity('while-b-away');
+    await a.galleryWriter.createIdentity({ id: 'after-prune', name: 'After Prune' });
+    const sql = new pgClient.Client(pg.url);
+    await sql.connect();
+    await sql.query('DELETE FROM facestream.changes WHERE seq < (SELECT max(seq) FROM facestream.changes)');
+    await sql.end();
+    const pruneLog = new LogLines();
+    b = await openNode('b', { log: pruneLog });
+    expect(pruneLog.text()).toMatch(/change log now starts at \d+ \(pruned\)/);
+    expect(b.gallery.getIdentityById('while-b-away')).toBeUndefined();
+    expect(b.gallery.getIdentityById('after-prune')).toBeDefined();
+    expect(b.gallery.counts()).toEqual(a.gallery.counts());
   }, 30_000);
 
   it('a replica of another model or another database is rebuilt, saying why; a node of another model is refused', async () => {

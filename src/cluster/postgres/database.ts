@@ -128,6 +128,12 @@ export class PostgresDatabase {
     return Number(r.rows[0].seq);
   }
 
+  /** The oldest change still in the log (0: the log is empty); a replica behind it cannot catch up. */
+  async firstChange(): Promise<number> {
+    const r = await this.query<{ seq: string }>('reading the change log', `SELECT coalesce(min(seq), 0) AS seq FROM ${SCHEMA}.changes`);
+    return Number(r.rows[0].seq);
+  }
+
   /** Up to `limit` changes after `seq`, in order. */
   async changesAfter(seq: number, limit: number): Promise<ChangeRow[]> {
     const r = await this.query<{ seq: string; kind: ChangeKind; ref: string }>(
