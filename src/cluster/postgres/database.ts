@@ -73,6 +73,15 @@ export class PostgresDatabase {
     );
   }
 
+  /** A pooled connection (release it); STORE_UNAVAILABLE when none can be made. */
+  async connect(what: string): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw this.unavailable(what, err);
+    }
+  }
+
   /** A read; connection failures become STORE_UNAVAILABLE. */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(what: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
     try {
@@ -89,12 +98,7 @@ export class PostgresDatabase {
    * is unknown: the change feed tells every replica either way).
    */
   async write<T>(what: string, fn: (tx: WriteTransaction) => Promise<T>): Promise<{ result: T; seq: number }> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw this.unavailable(what, err);
-    }
+    const client = await this.connect(what);
     let seq = 0;
     let broken: unknown;
     const onError = (err: unknown) => (broken = err);

@@ -143,12 +143,7 @@ export async function openReplica(db: PostgresDatabase, opts: ReplicaOptions): P
 
 /** Copies every identity and template in one snapshot, then records the change it is current to. */
 async function copyAll(db: PostgresDatabase, gallery: Gallery): Promise<void> {
-  let client;
-  try {
-    client = await db.pool.connect();
-  } catch (err) {
-    throw db.unavailable('building the gallery replica', err);
-  }
+  const client = await db.connect('building the gallery replica');
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const seq = Number((await client.query<{ seq: string }>(`SELECT coalesce(max(seq), 0) AS seq FROM ${SCHEMA}.changes`)).rows[0].seq);
