@@ -43,6 +43,7 @@ export class ChangeFeed {
   private reading: Promise<void> | undefined;
   private again = false;
   private backoff = BACKOFF_MIN_MS;
+  private retryWait = BACKOFF_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -141,16 +142,22 @@ export class ChangeFeed {
       this.again = true;
       return;
     }
-    this.read().catch((err: unknown) => {
-      this.opts.logger.warn({ err: (err as Error).message, applied: this.appliedSeq }, 'applying the change log to this node\'s replica failed; retrying');
-      if (!this.retryTimer && !this.closed) {
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.request();
-        }, 500);
-        this.retryTimer.unref();
-      }
-    });
+    this.read().then(
+      () => (this.retryWait = BACKOFF_MIN_MS),
+      (err: unknown) => {
+        // Retried with the reconnection backoff: a change that cannot be applied must not flood the log.
+        const wait = this.retryWait;
+        this.retryWait = Math.min(this.retryWait * 2, BACKOFF_MAX_MS);
+        this.opts.logger.warn({ err: (err as Error).message, applied: this.appliedSeq, retryInMs: wait }, 'applying the change log to this node\'s replica failed; retrying');
+        if (!this.retryTimer && !this.closed) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.request();
+          }, wait);
+          this.retryTimer.unref();
+        }
+      },
+    );
   }
 
   private read(): Promise<void> {
