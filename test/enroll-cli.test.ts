@@ -178,6 +178,12 @@ describe('facestream enroll / enroll-dir / identify / verify / gallery', () => {
     const file = path.join(tmp, 'export.jsonl.gz');
     expect((await runCli(['gallery', 'export', file, '--gallery', gallery], { cwd: tmp })).stdout).toMatch(/exported 2 identities and 6 templates/);
     const copy = path.join(tmp, 'copy');
+    // A malformed file changes nothing, and leaves no empty gallery behind where there was none.
+    const broken = path.join(tmp, 'broken.jsonl');
+    fs.writeFileSync(broken, '{"not": "an export"}\n');
+    const refused = await runCli(['gallery', 'import', broken, '--gallery', copy], { cwd: tmp });
+    expect(refused.code).toBe(1);
+    expect(fs.existsSync(copy)).toBe(false);
     const imported = await json<{ identitiesCreated: number; templatesAdded: number; counts: { templates: number } }>(['gallery', 'import', file, '--gallery', copy, '--json']);
     expect(imported).toMatchObject({ identitiesCreated: 2, templatesAdded: 6, counts: { templates: 6 } });
     // A gallery belongs to one model; reindex converts it to the other real-weight model.

@@ -171,11 +171,15 @@ export function galleryCommand(): Command {
         try {
           const dir = galleryDir(ctx);
           let g: Gallery;
-          if (fs.existsSync(path.join(dir, DB_FILE))) g = await openAsStored(ctx, false);
+          // What was there before: an import that fails into a gallery it created leaves nothing behind.
+          const before = fs.existsSync(dir) ? new Set(fs.readdirSync(dir)) : undefined;
+          const fresh = !fs.existsSync(path.join(dir, DB_FILE));
+          if (!fresh) g = await openAsStored(ctx, false);
           else {
             // A new gallery takes the configured embedding model.
             g = await openForAnalyzer(ctx, await ctx.analyzer(), false);
           }
+          let failed = true;
           try {
             let embedder: Embedder | undefined;
             const summary = await importGallery(g, file, {
@@ -192,8 +196,11 @@ export function galleryCommand(): Command {
                   `${summary.reembedded ? ` (${summary.reembedded} re-embedded with ${g.modelId})` : ''}, ${summary.duplicates} already present, ${summary.skipped} skipped\n`,
               );
             }
+            failed = false;
           } finally {
+            const empty = g.counts().identities === 0;
             await g.close();
+            if (failed && fresh && empty) removeCreated(dir, before);
           }
         } finally {
           await ctx.close();
@@ -261,4 +268,13 @@ export function galleryCommand(): Command {
   );
 
   return gallery;
+}
+
+/** Removes what a failed command created in `dir`: the entries not in `before`, or the whole directory when it did not exist. */
+function removeCreated(dir: string, before: Set<string> | undefined): void {
+  if (!before) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  for (const entry of fs.readdirSync(dir)) if (!before.has(entry)) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
 }

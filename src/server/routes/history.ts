@@ -308,6 +308,7 @@ export function historyRoutes(app: FastifyInstance, ctx: ServerContext, history:
       const id = (req.params as { id: number }).id;
       const target = req.body as { id?: string; name?: string };
       // An id alone names an existing identity; creating one takes a name (a mistyped id is not a new person).
+      await ctx.galleryWriter.current();
       if (target.id !== undefined && target.name === undefined && !ctx.gallery.getIdentityById(target.id)) {
         throw new FacestreamError('IDENTITY_NOT_FOUND', `no identity with id "${target.id}"; give a name to create one`, { id: target.id });
       }
