@@ -72,7 +72,7 @@ async function streamsWithHistory(args: string[]): Promise<{ rows: Row[]; raw: u
     const dir = path.join(tmp, `history-${rows.length}`);
     const metrics = new HistoryMetrics();
     const history = mode.history
-      ? await AppearanceHistory.open({ dir, config: historySchema.parse(mode.history), dimension: analyzer.embedder.dimension, modelId: analyzer.embedder.modelId, logger, metrics, endAfterFrames: mode.history.endAfterFrames ?? 26 })
+      ? await AppearanceHistory.open({ dir, config: historySchema.parse(mode.history), dimension: analyzer.embedder.dimension, modelId: analyzer.embedder.modelId, logger, metrics, endAfterFrames: mode.history.endAfterFrames ?? 26, clusterSimilarity: analyzer.embedder.defaultClusterSimilarity })
       : undefined;
     history?.attach(pipeline.bus);
     const sources: FrameSource[] = [];
@@ -202,7 +202,7 @@ async function queries(args: string[]): Promise<{ rows: Row[]; raw: unknown }> {
   process.stderr.write(`filled ${total} rows in ${fillSeconds.toFixed(1)} s\n`);
 
   const openStarted = performance.now();
-  const history = await AppearanceHistory.open({ dir: tmp, config: historySchema.parse({ known: { days: 0, maxBytes: 0 }, unknown: { days: 0, maxBytes: 0 } }), dimension: dim, modelId: 'arcface-mbf-112', logger, metrics: new HistoryMetrics() });
+  const history = await AppearanceHistory.open({ dir: tmp, config: historySchema.parse({ known: { days: 0, maxBytes: 0 }, unknown: { days: 0, maxBytes: 0 } }), dimension: dim, modelId: 'arcface-mbf-112', logger, metrics: new HistoryMetrics(), clusterSimilarity: 0.45 });
   const openSeconds = (performance.now() - openStarted) / 1000;
   process.stderr.write(`opened (search index of ${embedded} built) in ${openSeconds.toFixed(1)} s\n`);
   const mid = Math.floor(total / 2);

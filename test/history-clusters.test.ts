@@ -5,9 +5,11 @@ import { historySchema } from '../src/config/sections/history.js';
 import { evaluateClustering, type LabelledFace } from '../src/history/cluster-eval.js';
 import { UnknownClusters } from '../src/history/clusters.js';
 import { decodeImage } from '../src/image/decode.js';
+import type { Box, Point } from '../src/image/types.js';
 import { largestFace, type FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { cosineSimilarity } from '../src/pipeline/embed/vector.js';
 import { dataFile } from './helpers/paths.js';
+import { testConfig } from './helpers/models.js';
 import { sharedAnalyzer } from './helpers/server.js';
 
 /**
@@ -19,7 +21,6 @@ import { sharedAnalyzer } from './helpers/server.js';
  */
 
 const LIMITS = { maxImagePixels: 40_000_000, maxImageBytes: 50 * 1024 * 1024 };
-const THRESHOLDS = [0.35, 0.4, 0.45, 0.5, 0.55, 0.6];
 
 /** Deterministic shuffle (arrival order matters to an incremental method; a fixed order keeps the figures reproducible). */
 function shuffled<T>(items: T[], seed = 7): T[] {
@@ -60,49 +61,78 @@ function unknownFaces(byPerson: Map<string, Float32Array[]>, minSimilarity: numb
   return { unknown: shuffled(unknown), misidentified };
 }
 
-describe('face library clustering', () => {
-  let analyzer: FaceAnalyzer;
+for (const model of ['arcface-mbf-112', 'faceapi-resnet34-150']) {
+  describe(`face library clustering (${model})`, () => {
+    let analyzer: FaceAnalyzer;
+    const lfw = new Map<string, Float32Array[]>();
+    const faces = new Map<string, Float32Array[]>();
+
+    beforeAll(async () => {
+      const base = testConfig();
+      analyzer = await sharedAnalyzer({ ...base, embedding: { ...base.embedding, model } });
+      const root = dataFile('lfw', 'images');
+      const people = fs.readdirSync(root).filter((p) => fs.readdirSync(path.join(root, p)).length >= 6);
+      const crops = [];
+      for (const p of people) for (const f of fs.readdirSync(path.join(root, p)).sort().slice(0, 6)) crops.push({ p, image: await decodeImage(fs.readFileSync(path.join(root, p, f)), LIMITS, f) });
+      // LFW's pictures are 112x112 crops aligned on arcface-mbf-112's template; another model re-aligns them onto its own.
+      const arcface = analyzer.runtime.manifest.models['arcface-mbf-112'];
+      const template = arcface.task === 'embedding' && arcface.crop.method === 'similarity' ? (arcface.crop.template as Point[]) : [];
+      const [w, h] = analyzer.embedder.inputSize;
+      const vs =
+        crops[0].image.width === w && crops[0].image.height === h
+          ? await analyzer.embedder.embedCrops(crops.map((c) => c.image))
+          : await analyzer.embedder.embedFaces(crops.map((c) => ({ image: c.image, face: { box: [0, 0, c.image.width, c.image.height] as Box, landmarks: template } })));
+      crops.forEach((c, i) => lfw.set(c.p, [...(lfw.get(c.p) ?? []), vs[i]]));
+      for (const p of fs.readdirSync(dataFile('faces'))) {
+        for (const f of fs.readdirSync(dataFile('faces', p)).filter((x) => !x.includes('partial'))) {
+          const image = await decodeImage(fs.readFileSync(dataFile('faces', p, f)), LIMITS, f);
+          const [found] = await analyzer.analyze([image]);
+          const face = largestFace(found);
+          if (face?.embedding) faces.set(p, [...(faces.get(p) ?? []), face.embedding]);
+        }
+      }
+    }, 120_000);
+    afterAll(async () => analyzer?.runtime.close());
+
+    it("keeps clusters pure and people in few clusters at the model's threshold (LFW and the shared faces)", () => {
+      // history.clustering.threshold is empty by default: the model's manifest clusterSimilarity applies.
+      expect(historySchema.parse({}).clustering.threshold).toBeUndefined();
+      const threshold = analyzer.embedder.defaultClusterSimilarity;
+      const minSimilarity = analyzer.embedder.defaultMinSimilarity ?? 0.5;
+      // A sweep around the model's threshold, on its own similarity scale.
+      const sweep = [-0.1, -0.05, -0.02, -0.005, 0, 0.02, 0.05].map((d) => Math.round((threshold + d) * 1000) / 1000).filter((t) => t <= 1);
+      for (const [name, set] of [
+        ['LFW 6+ pictures', lfw],
+        ['faces folder', faces],
+      ] as const) {
+        const { unknown, misidentified } = unknownFaces(set, minSimilarity);
+        console.log(`${model}, ${name}: ${set.size} people, ${unknown.length} unknown faces clustered (${misidentified} misidentified by the half gallery)`);
+        for (const t of sweep) {
+          const e = evaluateClustering(unknown, t);
+          console.log(`  threshold ${t.toFixed(3)}: ${e.clusters} clusters for ${e.people} people, purity ${e.purity.toFixed(3)}, clusters per person mean ${e.meanSplits.toFixed(2)} max ${e.maxSplits}, mixed clusters ${e.mixed}`);
+        }
+        const e = evaluateClustering(unknown, threshold);
+        expect(e.purity, name).toBeGreaterThanOrEqual(0.95);
+        expect(e.meanSplits, name).toBeLessThanOrEqual(2);
+      }
+    });
+  });
+}
+
+describe('face library clustering (centroids)', () => {
   const lfw = new Map<string, Float32Array[]>();
-  const faces = new Map<string, Float32Array[]>();
 
   beforeAll(async () => {
-    analyzer = await sharedAnalyzer();
+    const analyzer = await sharedAnalyzer();
     const root = dataFile('lfw', 'images');
-    const people = fs.readdirSync(root).filter((p) => fs.readdirSync(path.join(root, p)).length >= 6);
-    const crops = [];
-    for (const p of people) for (const f of fs.readdirSync(path.join(root, p)).sort().slice(0, 6)) crops.push({ p, image: await decodeImage(fs.readFileSync(path.join(root, p, f)), LIMITS, f) });
-    const vs = await analyzer.embedder.embedCrops(crops.map((c) => c.image));
-    crops.forEach((c, i) => lfw.set(c.p, [...(lfw.get(c.p) ?? []), vs[i]]));
-    for (const p of fs.readdirSync(dataFile('faces'))) {
-      for (const f of fs.readdirSync(dataFile('faces', p)).filter((x) => !x.includes('partial'))) {
-        const image = await decodeImage(fs.readFileSync(dataFile('faces', p, f)), LIMITS, f);
-        const [found] = await analyzer.analyze([image]);
-        const face = largestFace(found);
-        if (face?.embedding) faces.set(p, [...(faces.get(p) ?? []), face.embedding]);
-      }
+    const people = fs.readdirSync(root).filter((p) => fs.readdirSync(path.join(root, p)).length >= 6).slice(0, 2);
+    for (const p of people) {
+      const images = [];
+      for (const f of fs.readdirSync(path.join(root, p)).sort().slice(0, 3)) images.push(await decodeImage(fs.readFileSync(path.join(root, p, f)), LIMITS, f));
+      lfw.set(p, await analyzer.embedder.embedCrops(images));
     }
-  }, 120_000);
-  afterAll(async () => analyzer?.runtime.close());
-
-  it('keeps clusters pure and people in few clusters at the configured threshold (LFW and the shared faces)', () => {
-    const threshold = historySchema.parse({}).clustering.threshold;
-    // The gallery's own fallback when the model states no threshold.
-    const minSimilarity = analyzer.embedder.defaultMinSimilarity ?? 0.5;
-    for (const [name, set] of [
-      ['LFW 6+ pictures', lfw],
-      ['faces folder', faces],
-    ] as const) {
-      const { unknown, misidentified } = unknownFaces(set, minSimilarity);
-      console.log(`${name}: ${set.size} people, ${unknown.length} unknown faces clustered (${misidentified} misidentified by the half gallery)`);
-      for (const t of THRESHOLDS) {
-        const e = evaluateClustering(unknown, t);
-        console.log(`  threshold ${t.toFixed(2)}: ${e.clusters} clusters for ${e.people} people, purity ${e.purity.toFixed(3)}, clusters per person mean ${e.meanSplits.toFixed(2)} max ${e.maxSplits}, mixed clusters ${e.mixed}`);
-      }
-      const e = evaluateClustering(unknown, threshold);
-      expect(e.purity, name).toBeGreaterThanOrEqual(0.95);
-      expect(e.meanSplits, name).toBeLessThanOrEqual(2);
-    }
-  });
+    await analyzer.runtime.close();
+  }, 60_000);
 
   it('updates centroids incrementally: add, remove, merge and recompute agree', () => {
     const [a1, a2, a3] = lfw.get([...lfw.keys()][0])!;

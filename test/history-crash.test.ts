@@ -87,7 +87,7 @@ describe('history crash safety', () => {
       expect(acked.length, stderr).toBeGreaterThanOrEqual(4);
       announced.push(...acked);
 
-      const history = await AppearanceHistory.open({ dir: historyDir, config: historySchema.parse({}), dimension: 512, modelId: 'arcface-mbf-112', logger: createLogger('silent'), metrics: new HistoryMetrics() });
+      const history = await AppearanceHistory.open({ dir: historyDir, config: historySchema.parse({}), dimension: 512, modelId: 'arcface-mbf-112', logger: createLogger('silent'), metrics: new HistoryMetrics(), clusterSimilarity: 0.45 });
       try {
         const { appearances } = history.list({}, 100_000);
         const ids = new Set(appearances.map((a) => a.id));

@@ -18,7 +18,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-history-model-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const open = (dir: string, modelId: string, dimension: number) =>
-  AppearanceHistory.open({ dir, config: historySchema.parse({}), dimension, modelId, logger: createLogger('silent'), metrics: new HistoryMetrics() });
+  AppearanceHistory.open({ dir, config: historySchema.parse({}), dimension, modelId, logger: createLogger('silent'), metrics: new HistoryMetrics(), clusterSimilarity: 0.45 });
 
 /** A unit vector with a 1 at `hot`. */
 function unit(dimension: number, hot: number): Float32Array {

@@ -73,6 +73,11 @@ export interface HistoryOpenOptions {
   metrics: HistoryMetrics;
   /** Processed frames without a track before its appearance ends (default config, else 26). */
   endAfterFrames?: number;
+  /**
+   * Cluster threshold of the face library when config clustering.threshold is empty: the embedding
+   * model's own (Embedder.defaultClusterSimilarity), on that model's similarity scale.
+   */
+  clusterSimilarity: number;
 }
 
 const URL_BASE = '/api/v1/appearances';
@@ -126,7 +131,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       const retired = store.retireOtherModels(opts.modelId);
       if (retired) opts.logger.warn({ appearances: retired, model: opts.modelId }, `history: the embedding model is now ${opts.modelId}; ${retired} appearances made with another model can no longer be searched by face, and the unknown-people clusters start again`);
       const index = await AppearanceSearchIndex.open(opts.dir, store, opts.dimension, opts.logger);
-      const clusters = UnknownClusters.fromRows(store.clusters(), opts.dimension, opts.config.clustering.threshold);
+      const clusters = UnknownClusters.fromRows(store.clusters(), opts.dimension, opts.config.clustering.threshold ?? opts.clusterSimilarity);
       const history = new AppearanceHistory(opts.config, store, files, index, clusters, opts);
       if (!opts.config.unknown.enabled) await history.forgetUnknown();
       await history.enforceRetention();

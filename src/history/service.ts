@@ -11,6 +11,8 @@ export interface HistoryServiceDeps {
   dataDir: string;
   modelId: string;
   dimension: number;
+  /** The embedding model's face-library cluster threshold (Embedder.defaultClusterSimilarity). */
+  clusterSimilarity: number;
   gallery: Gallery;
   logger: Logger;
   registry?: Registry;
@@ -34,6 +36,7 @@ export async function startHistory(config: Config, deps: HistoryServiceDeps): Pr
     logger,
     metrics: new HistoryMetrics(deps.registry),
     endAfterFrames: cfg.endAfterFrames ?? config.pipeline.tracking.maxMisses + 1,
+    clusterSimilarity: deps.clusterSimilarity,
   });
   const onRemoved = ({ identity }: { identity: { id: string } }) => {
     if (!cfg.forgetRemovedIdentities) return;

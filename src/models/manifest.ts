@@ -84,6 +84,11 @@ export const embeddingModelSchema = z.strictObject({
       similarity: z.number().min(-1).max(1),
       /** Below this, two embeddings of one video track are different people (the tracker's default). */
       switchSimilarity: z.number().min(-1).max(1).optional(),
+      /**
+       * An unknown face joins a face-library cluster at or above this cosine similarity to its
+       * centroid (the history's default; test/history-clusters.test.ts measures it on LFW).
+       */
+      clusterSimilarity: z.number().min(-1).max(1).optional(),
       notes: z.string().optional(),
     })
     .optional(),

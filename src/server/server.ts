@@ -174,7 +174,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits, writer: galleryWriter });
 
     // Opened before the pipeline so that it closes after it: the appearances still open are written.
-    const history = await startHistory(cfg, { dataDir, modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, gallery, logger, registry: metrics.registry });
+    const history = await startHistory(cfg, { dataDir, modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, clusterSimilarity: analyzer.embedder.defaultClusterSimilarity, gallery, logger, registry: metrics.registry });
     if (history) cleanup.push(() => history.close());
 
     const pipeline = new Pipeline(analyzer, cfg.pipeline, { gallery, logger, observer: metrics.pipelineObserver });

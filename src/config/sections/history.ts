@@ -78,10 +78,12 @@ export const historySchema = z
       .strictObject({
         /**
          * Cosine similarity between an unknown appearance's embedding and a cluster's centroid at or
-         * above which the appearance joins the cluster. Chosen on LFW with arcface-mbf-112 (see README,
-         * Face library): 0.45 keeps clusters pure while one person splits into few clusters.
+         * above which the appearance joins the cluster. Empty: the embedding model's manifest
+         * `threshold.clusterSimilarity`, measured on LFW for each model (README, Face library):
+         * similarities of different models live on different scales (arcface-mbf-112's 0.45 would
+         * put every unknown face of faceapi-resnet34-150 into one cluster).
          */
-        threshold: z.number().min(-1).max(1).default(0.45),
+        threshold: z.number().min(-1).max(1).optional(),
       })
       .prefault({}),
     /** When an identity is removed from the gallery, remove its appearances too (the right to be forgotten). */

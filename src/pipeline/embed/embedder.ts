@@ -47,6 +47,15 @@ export class Embedder {
   }
 
   /** The manifest's same-person threshold (cosine similarity), if it states one. */
+  /**
+   * Cosine similarity to a cluster's centroid at or above which an unknown face joins the cluster
+   * (face library): the manifest's `threshold.clusterSimilarity`, else its `similarity`, else 0.45
+   * (arcface-mbf-112's scale). Similarities of different models live on different scales.
+   */
+  get defaultClusterSimilarity(): number {
+    return this.spec.threshold?.clusterSimilarity ?? this.spec.threshold?.similarity ?? 0.45;
+  }
+
   get defaultMinSimilarity(): number | undefined {
     return this.spec.threshold?.similarity;
   }
