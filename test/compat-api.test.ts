@@ -315,6 +315,12 @@ describe('DeepStack- and CompreFace-compatible APIs (real models and gallery, ov
       expect(b64.body.result[0].face_matches[0].similarity).toBeGreaterThan(0.67);
     });
 
+    it('answers a CompreFace path asked with another method in its own shape (405, message and code)', async () => {
+      const r = await post('/api/v1/recognition/recognize', undefined, headers(READ_KEY), 'GET');
+      expect(r.status).toBe(405);
+      expect(r.body).toEqual({ message: "Request method 'GET' is not supported", code: 405 });
+    });
+
     it('needs the same keys and roles as the native API (x-api-key or Bearer)', async () => {
       const none = await post('/api/v1/recognition/recognize', form({ file: OBAMA(2) }));
       expect(none.status).toBe(401);

@@ -65,8 +65,11 @@ export function comprefaceRoutes(ctx: ServerContext) {
     });
 
     type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
-    const route = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, access: Access, summary: string, handler: Handler) =>
-      app.route({
+    type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+    const methodsOf = new Map<string, Set<Method>>();
+    const route = (method: Method, url: string, access: Access, summary: string, handler: Handler) => {
+      methodsOf.set(url, (methodsOf.get(url) ?? new Set()).add(method));
+      return app.route({
         method,
         url,
         bodyLimit: ctx.config.server.limits.pictureBodyBytes,
@@ -81,6 +84,7 @@ export function comprefaceRoutes(ctx: ServerContext) {
         },
         handler,
       });
+    };
 
     const subjectOf = (name: string | undefined): IdentityRecord => {
       if (!name?.trim()) throw new FacestreamError('BAD_REQUEST', 'subject is required', { field: 'subject' });
@@ -314,5 +318,20 @@ export function comprefaceRoutes(ctx: ServerContext) {
         ],
       };
     });
+
+    // A CompreFace path asked with another method: CompreFace's 405 in its own {message, code}
+    // shape (clients read `message`), not the native problem object of an unknown route.
+    for (const [url, methods] of methodsOf) {
+      const others = (['GET', 'POST', 'PUT', 'DELETE'] as const).filter((m) => !methods.has(m));
+      if (others.length === 0) continue;
+      const allow = [...methods].join(', ');
+      app.route({
+        method: others,
+        url,
+        config: { access: 'public' },
+        schema: { hide: true },
+        handler: async (req, reply) => reply.code(405).header('allow', allow).send({ message: `Request method '${req.method}' is not supported`, code: 405 }),
+      });
+    }
   };
 }
