@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'ROUTE_NOT_FOUND'
   | 'NOT_READY'
+  | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -88,6 +89,8 @@ const STATUS: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   ROUTE_NOT_FOUND: 404,
   NOT_READY: 503,
+  /** Cluster mode: PostgreSQL (the system of record) cannot be reached; reads keep working from the replica. */
+  STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
