@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { ClusterNode } from '../cluster/node.js';
+import { openClusterStores, type ClusterStores } from '../cluster/stores.js';
 import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import { startHistory } from '../history/service.js';
@@ -19,6 +21,7 @@ import { buildApp } from './app.js';
 import { ApiKeys, generateKey, hashKey, parseConfiguredKey } from './auth.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
+import { PipelineLiveSource } from './live/source.js';
 import { PictureGate } from './picture-gate.js';
 import { ServerMetrics } from './metrics.js';
 import { ServerStore } from './store.js';
@@ -96,7 +99,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     ? { ...config, server: { ...config.server, sources: { ...config.server.sources, allowedDirs: [...config.server.sources.allowedDirs, ...opts.extraSourceDirs] } } }
     : config;
   const readiness: Readiness = { models: false, gallery: false, streams: false, shuttingDown: false };
-  const metrics = new ServerMetrics({ version });
+  const metrics = new ServerMetrics({ version, nodeId: cfg.cluster?.nodeId });
   const cleanup: (() => Promise<void> | void)[] = [];
   const runCleanup = async () => {
     for (const fn of cleanup.reverse()) {
@@ -111,6 +114,9 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
   cleanup.push(() => metrics.close());
   try {
+    // Cluster mode (docs/cluster.md): NATS first, so that a wrong URL fails the start before models load.
+    const cluster = cfg.cluster ? await ClusterNode.start(cfg.cluster, { registry: metrics.registry, logger }) : undefined;
+    if (cluster) cleanup.push(() => cluster.close());
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
@@ -132,14 +138,18 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     await warmUp(analyzer);
     readiness.models = true;
 
-    const gallery = await Gallery.open(path.resolve(cfg.gallery.dir), {
-      modelId: analyzer.embedder.modelId,
-      dimension: analyzer.embedder.dimension,
-      config: cfg.gallery,
-      logger,
-      defaultMinSimilarity: cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
-    });
-    cleanup.push(() => gallery.close());
+    const defaultMinSimilarity = cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity;
+    let stores: ClusterStores | undefined;
+    if (cfg.cluster) {
+      // Cluster mode: the gallery is this node's replica of PostgreSQL (src/cluster/stores.ts); the local cache lives under gallery.dir.
+      stores = await openClusterStores({ postgresUrl: cfg.cluster.postgres, cacheDir: path.resolve(cfg.gallery.dir), modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, galleryConfig: cfg.gallery, defaultMinSimilarity, logger });
+      const s = stores;
+      cleanup.push(() => s.close());
+    }
+    const gallery = stores
+      ? stores.gallery
+      : await Gallery.open(path.resolve(cfg.gallery.dir), { modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, config: cfg.gallery, logger, defaultMinSimilarity });
+    if (!stores) cleanup.push(() => gallery.close());
     readiness.gallery = true;
     metrics.galleryCounts(gallery.counts());
     const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits });
@@ -157,7 +167,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       return { 'in-flight': q.inFlight, waiting: q.waiting, detect: q.detect, embed: q.embed, attributes: q.attributes };
     };
 
-    const streams = new StreamManager(store, pipeline, cfg, logger);
+    const streams = new StreamManager(store, pipeline, cfg, logger, cluster?.placement);
     cleanup.push(() => streams.close());
     streams.on('change', ({ type, stream }) => {
       if (type === 'removed') return metrics.streamRemoved(stream.id);
@@ -170,16 +180,21 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       metrics.setStreamState(s.id, s.state);
     }
 
-    if (cfg.mqtt.url) {
+    // What viewers and MQTT see: this process's pipeline, or in cluster mode every worker's results over NATS.
+    // (A worker-only node serves no viewers: its routes are refused, see app.ts; its hub shows its own streams.)
+    const live = cluster?.liveSource() ?? new PipelineLiveSource(pipeline, streams);
+    cleanup.push(() => live.close());
+
+    if (cfg.mqtt.url && cluster?.servesClients !== false) {
       // Closed before the streams (cleanup runs in reverse): subscribers see them stopped, then "offline".
-      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
+      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, source: live, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
       cleanup.push(() => mqtt.close());
     }
 
-    const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
+    const hub = new LiveHub({ source: live, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history };
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history, cluster };
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.
@@ -200,6 +215,10 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       await app.ready();
     }
     await streams.restore();
+    if (cluster) {
+      const definitions = stores!.streams;
+      await cluster.attach({ streams, pipeline, url: () => url || undefined, wanted: async () => (await definitions.list()).filter((d) => d.enabled).map((d) => d.id) });
+    }
     readiness.streams = true;
     logger.info({ url, streams: streams.list().length, identities: gallery.counts().identities }, 'facestream server ready');
 
