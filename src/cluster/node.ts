@@ -113,7 +113,7 @@ export class ClusterNode {
         }
         return out;
       },
-      apply: (id) => streams.refresh(id),
+      apply: (id) => streams.applyPlacement(id),
       url: () => this.urlOf(),
       logger: this.deps.logger,
       onChange: (_id, held) => {

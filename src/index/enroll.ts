@@ -11,6 +11,7 @@ import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
 import { cosineSimilarity } from '../pipeline/embed/vector.js';
 import { canonicalCrop } from './crop.js';
 import type { Gallery, IdentityRecord, IdentityRef, NewTemplate, Template } from './gallery.js';
+import { EmbeddedGalleryWriter, type GalleryWriter } from './gallery-writer.js';
 import { faceSharpness } from './quality.js';
 
 export interface EnrollPicture {
@@ -94,14 +95,17 @@ export function pictureHash(image: RgbImage): string {
  */
 export class Enroller {
   private readonly limits: ImageLimits;
+  /** Where templates are written: the gallery itself (embedded), or PostgreSQL (cluster mode), whose replica `gallery` is. */
+  readonly writer: GalleryWriter;
 
   constructor(
     readonly gallery: Gallery,
     readonly analyzer: FaceAnalyzer,
     readonly config: GalleryConfig,
-    opts: { limits?: ImageLimits } = {},
+    opts: { limits?: ImageLimits; writer?: GalleryWriter } = {},
   ) {
     this.limits = opts.limits ?? limitsSchema.parse({});
+    this.writer = opts.writer ?? new EmbeddedGalleryWriter(gallery);
     if (analyzer.embedder.modelId !== gallery.modelId) {
       throw new FacestreamError('GALLERY_MODEL_MISMATCH', `gallery ${gallery.dir} holds "${gallery.modelId}" embeddings; the analyzer uses "${analyzer.embedder.modelId}"`, {
         galleryModel: gallery.modelId,
@@ -265,7 +269,7 @@ export class Enroller {
     let created = false;
     if (templates.length > 0) {
       const mark = performance.now();
-      const committed = this.commit(identity, templates, reject);
+      const committed = await this.commit(identity, templates, reject);
       timings.commitMs += performance.now() - mark;
       if (committed) {
         identityRecord = committed.identity;
@@ -292,11 +296,11 @@ export class Enroller {
    * One transaction for all accepted pictures. Another caller may have enrolled the same picture
    * for this identity while we were detecting: those are dropped as duplicates and the rest retried.
    */
-  private commit(identity: IdentityRef, templates: { index: number; template: NewTemplate; face: Accepted }[], reject: (i: number, code: ErrorCode, reason: string) => void) {
+  private async commit(identity: IdentityRef, templates: { index: number; template: NewTemplate; face: Accepted }[], reject: (i: number, code: ErrorCode, reason: string) => void) {
     let kept = templates;
     for (let attempt = 0; attempt < 3 && kept.length; attempt++) {
       try {
-        return { ...this.gallery.addTemplates(identity, kept.map((t) => t.template)), kept };
+        return { ...(await this.writer.addTemplates(identity, kept.map((t) => t.template))), kept };
       } catch (err) {
         if (!isFacestreamError(err, 'DUPLICATE_TEMPLATE')) throw err;
         const have = this.gallery.pictureHashes(identity.id ?? identity.name!);
@@ -330,7 +334,7 @@ export class Enroller {
     const hash = crypto.createHash('sha256').update(image.data).update(face.box.map((v) => Math.round(v)).join(',')).digest('hex');
     const [embedding] = await this.analyzer.embedder.embedFaces([{ image, face }]);
     const crop = await canonicalCrop(image, face, this.config.crops);
-    const { templates } = this.gallery.addTemplates(identity, [{ source, contentHash: hash, detectionScore: face.score, faceSize: size, embedding, crop }]);
+    const { templates } = await this.writer.addTemplates(identity, [{ source, contentHash: hash, detectionScore: face.score, faceSize: size, embedding, crop }]);
     return templates[0];
   }
 }

@@ -5,16 +5,16 @@ import type { GalleryConfig } from '../config/sections/gallery.js';
 import { FacestreamError } from '../errors.js';
 import { rootLogger, type Logger } from '../log.js';
 import { DirectoryLock } from './lock.js';
-import { GalleryRecords, now, type IdentityRecord, type IdentityRef, type Template } from './records.js';
+import { GalleryRecords, now, type IdentityRecord, type IdentityRef, type ReplicatedChanges, type Template } from './records.js';
 import { aggregateByIdentity, candidatesWanted, identityScore, type IdentityMatch } from './search.js';
 import { DB_FILE, galleryDamageError, GalleryStore, SCHEMA_VERSION, type NewTemplate, type StoredCrop } from './store.js';
 import { TemplateIndex, type IndexLoadReport } from './template-index.js';
 import { TemplateIds } from './template-ids.js';
-import { checkEmbedding, dot } from './vectors.js';
+import { blobToVector, checkEmbedding, dot } from './vectors.js';
 import { ensurePrivateDir } from '../private-files.js';
 
 export type { NewTemplate, StoredCrop, CropGeometry } from './store.js';
-export type { IdentityRecord, IdentityRef, Template } from './records.js';
+export type { IdentityRecord, IdentityRef, ReplicatedChanges, Template } from './records.js';
 export type { IdentityMatch } from './search.js';
 export type { IndexLoadReport } from './template-index.js';
 
@@ -30,6 +30,11 @@ export interface GalleryOpenOptions {
    * gallery: no writes, and the index is loaded or built in memory but never saved.
    */
   readOnly?: boolean;
+  /**
+   * A replica of a system of record (cluster mode: PostgreSQL): the gallery's own write methods
+   * refuse, and only applyReplicated changes it.
+   */
+  replica?: boolean;
 }
 
 export interface GalleryCheck {
@@ -98,6 +103,7 @@ export class Gallery extends EventEmitter {
     readonly dimension: number,
     readonly config: GalleryConfig,
     readonly readOnly: boolean,
+    readonly replica: boolean,
     private readonly store: GalleryStore,
     private readonly lock: DirectoryLock | undefined,
     private readonly records: GalleryRecords,
@@ -123,7 +129,7 @@ export class Gallery extends EventEmitter {
       const records = new GalleryRecords(dir, opts.modelId, opts.dimension, store, TemplateIds.forStore(store, readOnly));
       records.load();
       const index = await TemplateIndex.open(indexOpts, store, records, loading);
-      return new Gallery(dir, opts.modelId, opts.dimension, opts.config, readOnly, store, lock, records, index, opts.defaultMinSimilarity);
+      return new Gallery(dir, opts.modelId, opts.dimension, opts.config, readOnly, opts.replica ?? false, store, lock, records, index, opts.defaultMinSimilarity);
     } catch (err) {
       store?.close();
       lock?.release();
@@ -162,6 +168,13 @@ export class Gallery extends EventEmitter {
   }
 
   private writable(): void {
+    if (this.replica) {
+      throw new FacestreamError('GALLERY_LOCKED', `gallery ${this.dir} is this node's replica of the cluster's gallery; write through the GalleryWriter (PostgreSQL)`, { dir: this.dir });
+    }
+    this.maintainable();
+  }
+
+  private maintainable(): void {
     if (this.readOnly) throw new FacestreamError('GALLERY_LOCKED', `gallery ${this.dir} is open read-only`, { dir: this.dir });
     if (this.closed) throw new FacestreamError('BAD_REQUEST', `gallery ${this.dir} is closed`, { dir: this.dir });
   }
@@ -346,6 +359,36 @@ export class Gallery extends EventEmitter {
     return template;
   }
 
+  // ---------------------------------------------------------------- replica
+
+  /**
+   * Applies changes of the system of record this gallery replicates (cluster mode), in one
+   * SQLite transaction, then updates the index and tells listeners, exactly as a local write would.
+   */
+  applyReplicated(changes: ReplicatedChanges): void {
+    this.maintainable();
+    const vectors = new Map<number, Float32Array>();
+    for (const t of changes.templates) {
+      const v = blobToVector(t.embedding, this.dimension);
+      this.checkVector(v, 'template');
+      vectors.set(t.row.id, v);
+    }
+    const applied = this.records.applyReplicated(changes);
+    for (const t of applied.removedTemplates) this.index.remove(t.label);
+    for (const t of applied.added) this.index.add(t.label, vectors.get(t.label)!);
+    for (const t of applied.removedTemplates) this.emit('template-removed', { templateId: t.templateId, identityId: t.identityId });
+    for (const identity of applied.removed) this.emit('identity-removed', { identity });
+    for (const identity of applied.created) this.emit('identity-created', { identity });
+    for (const u of applied.updated) this.emit('identity-updated', u);
+    for (const t of applied.added) this.emit('template-added', { template: t.template, identity: t.identity });
+    this.index.afterChanges(applied.removedTemplates.length + applied.added.length);
+  }
+
+  /** A meta value of the gallery database (the replica keeps its change sequence there). */
+  meta(key: string): string | undefined {
+    return this.store.getMeta(key);
+  }
+
   // ---------------------------------------------------------------- maintenance
 
   /** Integrity check: SQLite, embeddings, and the index against the database (every template searchable, nothing else). */
@@ -381,7 +424,7 @@ export class Gallery extends EventEmitter {
 
   /** Throws away the index and builds it again from the database, then saves it. */
   async rebuild(): Promise<void> {
-    this.writable();
+    this.maintainable();
     await this.index.rebuild();
   }
 

@@ -50,6 +50,36 @@ export interface AddedTemplates {
 
 const IDENTITY_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
+/** Refuses an identity id that is not 1-128 characters of letters, digits and . _ : @ - (FacestreamError BAD_REQUEST). */
+export function checkIdentityId(id: string): void {
+  if (!IDENTITY_ID.test(id)) {
+    throw new FacestreamError('BAD_REQUEST', `identity id "${id}" must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit)`, { id });
+  }
+}
+
+/** Changes of a system of record as a replica applies them (cluster mode): rows with the record's own pks and ids. */
+export interface ReplicatedChanges {
+  /** Identities present in the record: inserted, or updated in place. */
+  identities: IdentityRow[];
+  /** Identity pks gone from the record (their templates go with them). */
+  removedIdentities: number[];
+  /** Templates present in the record; one the replica holds already is left as it is. */
+  templates: { row: TemplateRow; embedding: Buffer; crop: StoredCrop | null }[];
+  /** Template ids gone from the record. */
+  removedTemplates: number[];
+  /** Meta entries written in the same transaction (the change sequence applied). */
+  meta: Record<string, string>;
+}
+
+/** What applying replicated changes did, for the index and the gallery's events. */
+export interface AppliedChanges {
+  created: IdentityRecord[];
+  updated: { identity: IdentityRecord; previousName: string }[];
+  removed: IdentityRecord[];
+  added: { label: number; template: Template; identity: { id: string; name: string } }[];
+  removedTemplates: { label: number; templateId: string; identityId: string }[];
+}
+
 export function now(): string {
   return new Date().toISOString();
 }
@@ -170,9 +200,7 @@ export class GalleryRecords {
   }
 
   private validateNewId(id: string): void {
-    if (!IDENTITY_ID.test(id)) {
-      throw new FacestreamError('BAD_REQUEST', `identity id "${id}" must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit)`, { id });
-    }
+    checkIdentityId(id);
     if (this.store.identityById(id)) throw new FacestreamError('IDENTITY_EXISTS', `identity "${id}" already exists`, { id });
   }
 
@@ -334,6 +362,70 @@ export class GalleryRecords {
     this.store.transaction(() => this.store.deleteTemplate(row.id));
     this.forget(row.id);
     return { template, label: row.id };
+  }
+
+  /**
+   * Applies a system of record's changes (cluster mode) in one transaction, in an order that
+   * cannot trip the unique id: removals first, then identities, then new templates. Idempotent:
+   * applying the same changes again does nothing.
+   */
+  applyReplicated(changes: ReplicatedChanges): AppliedChanges {
+    const out: AppliedChanges = { created: [], updated: [], removed: [], added: [], removedTemplates: [] };
+    const store = this.store;
+    const dropped: { row: TemplateRow; identityId: string }[] = [];
+    const removed: { row: IdentityRow; templates: number }[] = [];
+    const upserted: { row: IdentityRow; previous: IdentityRow | undefined }[] = [];
+    const inserted: TemplateRow[] = [];
+    store.transaction(() => {
+      for (const id of changes.removedTemplates) {
+        const row = store.templateById(id);
+        if (!row) continue;
+        store.deleteTemplate(id);
+        dropped.push({ row, identityId: this.names.get(row.identity)?.id ?? '' });
+      }
+      for (const pk of changes.removedIdentities) {
+        const row = store.identityByPk(pk);
+        if (!row) continue;
+        const templates = store.templatesOf(pk);
+        for (const t of templates) {
+          store.deleteTemplate(t.id);
+          dropped.push({ row: t, identityId: row.id });
+        }
+        store.deleteIdentity(pk);
+        removed.push({ row, templates: templates.length });
+      }
+      for (const row of changes.identities) {
+        const previous = store.identityByPk(row.pk);
+        store.putIdentityRow(row);
+        upserted.push({ row, previous });
+      }
+      for (const t of changes.templates) {
+        if (store.templateById(t.row.id)) continue;
+        store.putTemplateRow(t.row, t.embedding, t.crop);
+        inserted.push(t.row);
+      }
+      for (const [k, v] of Object.entries(changes.meta)) store.setMeta(k, v);
+    });
+    // Committed: now the in-memory view learns about it.
+    for (const { row, identityId } of dropped) {
+      if (this.forget(row.id)) out.removedTemplates.push({ label: row.id, templateId: this.templateIds.encode(row.id), identityId });
+    }
+    for (const { row, templates } of removed) {
+      this.names.delete(row.pk);
+      out.removed.push(this.identityRecord(row, templates));
+    }
+    for (const { row, previous } of upserted) {
+      this.names.set(row.pk, { id: row.id, name: row.name });
+      if (!previous) out.created.push(this.identityRecord(row));
+      else if (previous.name !== row.name || previous.metadata !== row.metadata) out.updated.push({ identity: this.identityRecord(row), previousName: previous.name });
+    }
+    for (const row of inserted) {
+      this.setOwner(row.id, row.identity);
+      this.live++;
+      const owner = this.names.get(row.identity) ?? { id: '', name: '' };
+      out.added.push({ label: row.id, template: this.templateRecord(row, owner.id), identity: owner });
+    }
+    return out;
   }
 
   /** Stored embeddings of one identity's templates, for 1:1 scoring. */

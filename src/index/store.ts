@@ -264,6 +264,29 @@ export class GalleryStore {
     return id;
   }
 
+  /**
+   * Replica of a system of record (cluster mode): the identity row exactly as the record holds it,
+   * same pk, inserted or updated in place.
+   */
+  putIdentityRow(row: IdentityRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO identities (pk, id, name, metadata, created_at, updated_at) VALUES (@pk, @id, @name, @metadata, @created_at, @updated_at) ' +
+          'ON CONFLICT(pk) DO UPDATE SET id = excluded.id, name = excluded.name, metadata = excluded.metadata, updated_at = excluded.updated_at',
+      )
+      .run(row);
+  }
+
+  /** Replica: a template with the id the system of record gave it (logged for the index like any addition). */
+  putTemplateRow(row: TemplateRow, embedding: Buffer, crop: StoredCrop | null): void {
+    this.db
+      .prepare(
+        'INSERT INTO templates (id, identity, source, content_hash, detection_score, face_size, model_id, embedding, crop, crop_format, crop_geometry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(row.id, row.identity, row.source, row.content_hash, row.detection_score, row.face_size, row.model_id, embedding, crop?.data ?? null, crop?.format ?? null, crop ? JSON.stringify(crop.geometry) : null, row.created_at);
+    this.logChange(row.id, ChangeOp.Add);
+  }
+
   deleteTemplate(id: number): void {
     this.writer('deleteTemplate').run(id);
     this.logChange(id, ChangeOp.Remove);

@@ -1,7 +1,9 @@
 import crypto from 'node:crypto';
 import type { GalleryStore } from './store.js';
 
-const META_KEY = 'template_id_key';
+/** The meta key under which a gallery keeps its template id key. */
+export const TEMPLATE_ID_KEY_META = 'template_id_key';
+const META_KEY = TEMPLATE_ID_KEY_META;
 const ROW_BYTES = 6;
 const BLOCK_BYTES = 16;
 
@@ -27,6 +29,18 @@ export class TemplateIds {
     const key = crypto.randomBytes(16);
     if (!readOnly) store.setMeta(META_KEY, key.toString('hex'));
     return new TemplateIds(key);
+  }
+
+  /** The ids made with a known key (32 hex digits): a cluster's replicas all use the key PostgreSQL holds. */
+  static fromKey(hex: string): TemplateIds {
+    const key = Buffer.from(hex, 'hex');
+    if (key.length !== 16) throw new Error('a template id key is 16 bytes (32 hex digits)');
+    return new TemplateIds(key);
+  }
+
+  /** A new random key, as 32 hex digits. */
+  static newKey(): string {
+    return crypto.randomBytes(16).toString('hex');
   }
 
   /** The public id of template row `row` (a positive integer below 2^48). */

@@ -6,6 +6,7 @@ import zlib from 'node:zlib';
 import { z } from 'zod';
 import { FacestreamError } from '../errors.js';
 import type { Gallery, NewTemplate } from './gallery.js';
+import { EmbeddedGalleryWriter, type GalleryWriter } from './gallery-writer.js';
 import type { StoredCrop } from './store.js';
 import { checkMetadata } from './metadata.js';
 import { blobToVector, checkEmbedding, vectorToBlob } from './vectors.js';
@@ -112,6 +113,8 @@ export interface ImportOptions {
   onProgress?: (done: number, total: number) => void;
   /** Longest line accepted (default DEFAULT_MAX_RECORD_BYTES); a longer one fails the import before it is held in memory. */
   maxRecordBytes?: number;
+  /** Where identities and templates are written (default: the gallery itself; cluster mode: PostgreSQL). */
+  writer?: GalleryWriter;
 }
 
 export interface ImportSummary {
@@ -257,18 +260,19 @@ export async function importGallery(gallery: Gallery, file: string, opts: Import
   let current: { identity: z.infer<typeof identityLine>; templates: NewTemplate[]; known: Set<string>; exists: boolean } | undefined;
   let lineNo = 0;
   let done = 0;
-  const flush = () => {
+  const writer = opts.writer ?? new EmbeddedGalleryWriter(gallery);
+  const flush = async () => {
     if (!current) return;
     const { identity, templates: fresh, exists } = current;
     current = undefined;
     if (exists) summary.identitiesMerged++;
     if (!exists && fresh.length === 0) {
-      gallery.createIdentity({ id: identity.id, name: identity.name, metadata: identity.metadata ?? undefined });
+      await writer.createIdentity({ id: identity.id, name: identity.name, metadata: identity.metadata ?? undefined });
       summary.identitiesCreated++;
       return;
     }
     if (fresh.length === 0) return;
-    const r = gallery.addTemplates({ id: identity.id, name: identity.name, metadata: identity.metadata ?? undefined }, fresh);
+    const r = await writer.addTemplates({ id: identity.id, name: identity.name, metadata: identity.metadata ?? undefined }, fresh);
     if (r.created) summary.identitiesCreated++;
     summary.templatesAdded += r.templates.length;
   };
@@ -276,7 +280,7 @@ export async function importGallery(gallery: Gallery, file: string, opts: Import
     for await (const r of importRecords(gallery, file, opts)) {
       lineNo = r.line;
       if (r.kind === 'identity') {
-        flush();
+        await flush();
         const exists = gallery.getIdentityById(r.identity.id) !== undefined;
         current = { identity: r.identity, templates: [], exists, known: exists ? gallery.pictureHashes(r.identity.id) : new Set() };
       } else if (r.kind === 'template') {
@@ -298,12 +302,12 @@ export async function importGallery(gallery: Gallery, file: string, opts: Import
         opts.onProgress?.(++done, total);
       }
     }
-    flush();
+    await flush();
   } catch (err) {
     const committed = { identitiesCreated: summary.identitiesCreated, identitiesMerged: summary.identitiesMerged, templatesAdded: summary.templatesAdded };
     const why = err instanceof Error ? err.message : String(err);
     throw new FacestreamError(
-      err instanceof FacestreamError && err.status < 500 ? err.code : 'BAD_REQUEST',
+      err instanceof FacestreamError && (err.status < 500 || err.code === 'STORE_UNAVAILABLE') ? err.code : 'BAD_REQUEST',
       `import stopped at ${path.basename(file)}:${lineNo}: ${why}; committed before it: ${committed.identitiesCreated} identities created, ${committed.identitiesMerged} merged, ${committed.templatesAdded} templates (the identity being read is not)`,
       { file, line: lineNo, ...committed },
       { cause: err },

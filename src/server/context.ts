@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { AppearanceHistory } from '../history/history.js';
 import type { Enroller } from '../index/enroll.js';
 import type { Gallery } from '../index/gallery.js';
+import type { GalleryWriter } from '../index/gallery-writer.js';
 import type { Logger } from '../log.js';
 import type { FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -28,7 +29,10 @@ export interface ServerContext {
   logger: Logger;
   analyzer: FaceAnalyzer;
   pipeline: Pipeline;
+  /** Reads and searches (in cluster mode: this node's replica of PostgreSQL's gallery). */
   gallery: Gallery;
+  /** Every gallery write goes through it: the embedded gallery, or PostgreSQL (cluster mode). */
+  galleryWriter: GalleryWriter;
   enroller: Enroller;
   streams: StreamManager;
   hub: LiveHub;

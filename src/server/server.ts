@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import { startHistory } from '../history/service.js';
 import { Enroller } from '../index/enroll.js';
+import { EmbeddedGalleryWriter } from '../index/gallery-writer.js';
 import { Gallery } from '../index/gallery.js';
 import { startMqtt } from '../integrations/mqtt/index.js';
 import { rootLogger, type Logger } from '../log.js';
@@ -18,7 +19,8 @@ import { FaceAnalyzer } from '../pipeline/analyzer.js';
 import type { DetectedFace } from '../pipeline/detect/mtcnn.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { buildApp } from './app.js';
-import { ApiKeys, generateKey, hashKey, parseConfiguredKey } from './auth.js';
+import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type Role } from './auth.js';
+import { SqliteStreamDefinitionStore, type ApiKeyStore } from './definition-stores.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
 import { PipelineLiveSource } from './live/source.js';
@@ -66,19 +68,35 @@ export function packageVersion(): string {
  * adding a read key for a dashboard must not leave the server with no key that may write.
  * `readOnlyOnly` says that happened, so the start can say where the write key comes from.
  */
-export function resolveKeys(
-  config: Config['server'],
-  store: ServerStore,
-  resetKey = false,
-): { keys: ApiKeys; generated?: string; source: RunningServer['keySource']; readOnlyOnly: boolean } {
+export function resolveKeys(config: Config['server'], store: ServerStore, resetKey = false): ResolvedKeys {
+  const { toStore, ...resolved } = chooseKeys(config, store.apiKeys(), resetKey);
+  if (toStore) store.replaceApiKeys(toStore.hash, toStore.role);
+  return resolved;
+}
+
+/** resolveKeys with the stored keys in an ApiKeyStore (cluster mode: PostgreSQL, shared by every node). */
+export async function resolveStoredKeys(config: Config['server'], store: ApiKeyStore, resetKey = false): Promise<ResolvedKeys> {
+  const { toStore, ...resolved } = chooseKeys(config, await store.list(), resetKey);
+  if (toStore) await store.replace(toStore.hash, toStore.role);
+  return resolved;
+}
+
+export interface ResolvedKeys {
+  keys: ApiKeys;
+  generated?: string;
+  source: RunningServer['keySource'];
+  readOnlyOnly: boolean;
+}
+
+/** The keys in force given the stored ones; `toStore`: the hash of a key generated now, to store in place of the others. */
+function chooseKeys(config: Config['server'], stored: { hash: Buffer; role: Role }[], resetKey: boolean): ResolvedKeys & { toStore?: { hash: Buffer; role: Role } } {
   const write = config.auth.keys.map((k) => parseConfiguredKey(k, 'write'));
   const read = config.auth.readOnlyKeys.map((k) => parseConfiguredKey(k, 'read'));
   if (write.length) return { keys: new ApiKeys([...write, ...read]), source: 'config', readOnlyOnly: false };
-  const stored = store.apiKeys();
   if (stored.length && !resetKey) return { keys: new ApiKeys([...stored, ...read]), source: 'stored', readOnlyOnly: read.length > 0 };
   const key = generateKey();
-  store.replaceApiKeys(hashKey(key), 'write');
-  return { keys: new ApiKeys([...store.apiKeys(), ...read]), generated: key, source: 'generated', readOnlyOnly: read.length > 0 };
+  const toStore = { hash: hashKey(key), role: 'write' as const };
+  return { keys: new ApiKeys([toStore, ...read]), generated: key, source: 'generated', readOnlyOnly: read.length > 0, toStore };
 }
 
 /** Runs each model once so the first camera frame does not pay for session warm-up (readiness waits for it). */
@@ -120,13 +138,8 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
-    const { keys, generated, source, readOnlyOnly } = resolveKeys(cfg.server, store, opts.resetKey);
-    if (readOnlyOnly) {
-      logger.warn(
-        { keySource: source },
-        `only read-only API keys are configured (server.auth.readOnlyKeys); the write key is the ${source === 'generated' ? 'one generated now' : `generated one stored in ${store.dir}`}. Set server.auth.keys to use your own.`,
-      );
-    }
+    // Cluster mode keeps generated keys in PostgreSQL (shared by every node): resolved once the stores are open.
+    const embeddedKeys = cfg.cluster ? undefined : resolveKeys(cfg.server, store, opts.resetKey);
 
     let analyzer = opts.analyzer;
     if (!analyzer) {
@@ -150,9 +163,17 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       ? stores.gallery
       : await Gallery.open(path.resolve(cfg.gallery.dir), { modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, config: cfg.gallery, logger, defaultMinSimilarity });
     if (!stores) cleanup.push(() => gallery.close());
+    const { keys, generated, source, readOnlyOnly } = embeddedKeys ?? (await resolveStoredKeys(cfg.server, stores!.apiKeys, opts.resetKey));
+    if (readOnlyOnly) {
+      logger.warn(
+        { keySource: source },
+        `only read-only API keys are configured (server.auth.readOnlyKeys); the write key is the ${source === 'generated' ? 'one generated now' : `generated one stored in ${stores ? 'PostgreSQL' : store.dir}`}. Set server.auth.keys to use your own.`,
+      );
+    }
     readiness.gallery = true;
     metrics.galleryCounts(gallery.counts());
-    const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits });
+    const galleryWriter = stores?.galleryWriter ?? new EmbeddedGalleryWriter(gallery);
+    const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits, writer: galleryWriter });
 
     // Opened before the pipeline so that it closes after it: the appearances still open are written.
     const history = await startHistory(cfg, { dataDir, modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, gallery, logger, registry: metrics.registry });
@@ -167,8 +188,9 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       return { 'in-flight': q.inFlight, waiting: q.waiting, detect: q.detect, embed: q.embed, attributes: q.attributes };
     };
 
-    const streams = new StreamManager(store, pipeline, cfg, logger, cluster?.placement);
+    const streams = new StreamManager(stores?.streams ?? new SqliteStreamDefinitionStore(store), pipeline, cfg, logger, cluster?.placement);
     cleanup.push(() => streams.close());
+    await streams.load();
     streams.on('change', ({ type, stream }) => {
       if (type === 'removed') return metrics.streamRemoved(stream.id);
       if (type === 'added') metrics.streamAdded(stream.id);
@@ -194,7 +216,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     const hub = new LiveHub({ source: live, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history, cluster };
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, galleryWriter, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history, cluster };
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.
@@ -215,10 +237,8 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       await app.ready();
     }
     await streams.restore();
-    if (cluster) {
-      const definitions = stores!.streams;
-      await cluster.attach({ streams, pipeline, url: () => url || undefined, wanted: async () => (await definitions.list()).filter((d) => d.enabled).map((d) => d.id) });
-    }
+    // The definitions in memory follow PostgreSQL's (StreamManager.load), so the assignment goes on while PostgreSQL is away.
+    if (cluster) await cluster.attach({ streams, pipeline, url: () => url || undefined, wanted: async () => streams.list().filter((s) => s.enabled).map((s) => s.id) });
     readiness.streams = true;
     logger.info({ url, streams: streams.list().length, identities: gallery.counts().identities }, 'facestream server ready');
 

@@ -97,7 +97,7 @@ export class ServerStore {
     try {
       this.db
         .prepare('INSERT INTO streams (id, name, url, enabled, options, position, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(def.id, def.name, def.url, def.enabled ? 1 : 0, JSON.stringify(optionsOf(def)), position, def.createdAt, def.updatedAt);
+        .run(def.id, def.name, def.url, def.enabled ? 1 : 0, JSON.stringify(streamOptionsOf(def)), position, def.createdAt, def.updatedAt);
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new FacestreamError('STREAM_EXISTS', `stream "${def.id}" already exists`, { streamId: def.id });
       throw err;
@@ -107,7 +107,7 @@ export class ServerStore {
   updateStream(def: StreamDefinition): void {
     this.db
       .prepare('UPDATE streams SET name = ?, url = ?, enabled = ?, options = ?, updated_at = ? WHERE id = ?')
-      .run(def.name, def.url, def.enabled ? 1 : 0, JSON.stringify(optionsOf(def)), def.updatedAt, def.id);
+      .run(def.name, def.url, def.enabled ? 1 : 0, JSON.stringify(streamOptionsOf(def)), def.updatedAt, def.id);
   }
 
   deleteStream(id: string): boolean {
@@ -131,13 +131,18 @@ export class ServerStore {
   }
 }
 
-function optionsOf(def: StreamDefinition): Partial<Pick<StreamDefinition, StreamOptionKey>> {
+/** The optional settings of a definition, as stored in one JSON column. */
+export function streamOptionsOf(def: StreamDefinition): Partial<Pick<StreamDefinition, StreamOptionKey>> {
   const out: Record<string, unknown> = {};
   for (const k of OPTION_KEYS) if (def[k] !== undefined) out[k] = def[k];
   return out;
 }
 
 function fromRow(row: StreamRow): StreamDefinition {
-  const options = JSON.parse(row.options) as Partial<StreamDefinition>;
-  return { ...options, id: row.id, name: row.name, url: row.url, enabled: row.enabled === 1, createdAt: row.created_at, updatedAt: row.updated_at };
+  return streamDefinition({ ...row, enabled: row.enabled === 1, options: JSON.parse(row.options) as Record<string, unknown> });
+}
+
+/** A definition from its stored columns (SQLite's or PostgreSQL's). */
+export function streamDefinition(row: { id: string; name: string; url: string; enabled: boolean; options: Record<string, unknown>; created_at: string; updated_at: string }): StreamDefinition {
+  return { ...(row.options as Partial<StreamDefinition>), id: row.id, name: row.name, url: row.url, enabled: row.enabled, createdAt: row.created_at, updatedAt: row.updated_at };
 }

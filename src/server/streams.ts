@@ -9,7 +9,8 @@ import type { Logger } from '../log.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { DropReason } from '../pipeline/result.js';
 import { checkSource } from './source-policy.js';
-import type { ServerStore, StreamDefinition, StreamOptionKey } from './store.js';
+import type { StreamDefinitionStore } from './definition-stores.js';
+import type { StreamDefinition, StreamOptionKey } from './store.js';
 
 /** A stream as API clients see it: the definition (URL redacted) with its live state. */
 export interface StreamInfo {
@@ -85,16 +86,24 @@ const SOURCE_FIELDS: StreamOptionKey[] = ['fps', 'maxWidth', 'maxHeight', 'minFa
  * Owns the server's streams: keeps their definitions in the store, runs a FrameSource per enabled
  * stream and feeds its frames to the pipeline, and reports state changes. Operations on one
  * stream run one at a time, so a start racing a delete cannot leave an orphan reader.
+ *
+ * The definitions are held in memory (loaded by load(), written through to the store before the
+ * memory changes), so listing stays synchronous whatever the store is (the server's SQLite, or
+ * PostgreSQL in cluster mode, where a write fails with STORE_UNAVAILABLE while it is down and
+ * changes made by other nodes arrive through the store's onChange).
  */
 export class StreamManager extends EventEmitter<StreamManagerEvents> {
   private readonly running = new Map<string, Running>();
   /** Errors raised before a reader could exist (source refused on restore). */
   private readonly setupErrors = new Map<string, { code: string; message: string }>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** The definitions, in the store's order. */
+  private readonly defs = new Map<string, StreamDefinition>();
+  private unsubscribe: (() => void) | undefined;
   private closed = false;
 
   constructor(
-    private readonly store: ServerStore,
+    private readonly store: StreamDefinitionStore,
     private readonly pipeline: Pipeline,
     private readonly config: Pick<Config, 'ingest' | 'server'>,
     private readonly logger: Logger,
@@ -110,12 +119,12 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   /**
    * Starts or stops a stream's reader to match its definition and the placement (cluster mode
-   * calls this when this node gains or loses a stream's lease). A stream defined elsewhere and
-   * not known here is ignored.
+   * calls this when this node gains or loses a stream's lease). A stream not (yet) known here is
+   * ignored; it starts when its definition arrives (refresh).
    */
-  async refresh(id: string): Promise<void> {
+  async applyPlacement(id: string): Promise<void> {
     await this.locked(id, async () => {
-      const def = this.store.getStream(id);
+      const def = this.defs.get(id);
       const wanted = !!def && def.enabled && this.placement.runsHere(id);
       if (this.running.has(id) && !wanted) {
         await this.stopReader(id);
@@ -124,15 +133,45 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     });
   }
 
+  /** Reads the stored definitions (before list() or restore()) and follows the store's changes. */
+  async load(): Promise<void> {
+    this.defs.clear();
+    for (const def of await this.store.list()) this.defs.set(def.id, def);
+    this.unsubscribe ??= this.store.onChange((id) => void this.locked(id, () => this.refresh(id)).catch((err: unknown) => this.logger.warn({ stream: id, err: errorMessage(err) }, 'reading a changed stream definition failed')));
+  }
+
+  /**
+   * A definition changed in the store, possibly by another node: the memory follows, and a
+   * reader of a stream removed, disabled or with another source stops; it starts again (with the
+   * new source) if the placement says it runs here (cluster mode: this node holds its lease).
+   */
+  private async refresh(id: string): Promise<void> {
+    const stored = await this.store.get(id);
+    const held = this.defs.get(id);
+    if (!stored) {
+      if (!held) return;
+      this.defs.delete(id);
+      await this.stopReader(id);
+      this.setupErrors.delete(id);
+      this.emitChange('removed', held);
+      return;
+    }
+    if (held && sameDefinition(held, stored)) return;
+    this.defs.set(id, stored);
+    if (held && (!stored.enabled || stored.url !== held.url || SOURCE_FIELDS.some((k) => stored[k] !== held[k]))) await this.stopReader(id);
+    this.emitChange(held ? 'updated' : 'added', stored);
+    if (stored.enabled) await this.startReader(stored);
+  }
+
   /** Starts every enabled stream found in the store (server start). */
   async restore(): Promise<void> {
-    for (const def of this.store.listStreams()) {
+    for (const def of [...this.defs.values()]) {
       if (def.enabled) await this.locked(def.id, () => this.startReader(def));
     }
   }
 
   list(): StreamInfo[] {
-    return this.store.listStreams().map((d) => this.info(d));
+    return [...this.defs.values()].map((d) => this.info(d));
   }
 
   get(id: string): StreamInfo {
@@ -140,20 +179,21 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   }
 
   has(id: string): boolean {
-    return this.store.getStream(id) !== undefined;
+    return this.defs.has(id);
   }
 
   async create(input: StreamInput): Promise<StreamInfo> {
     const id = input.id ?? this.newId(input.name ?? 'stream');
     return this.locked(id, async () => {
-      if (this.store.getStream(id)) throw new FacestreamError('STREAM_EXISTS', `stream "${id}" already exists`, { streamId: id });
-      if (this.store.listStreams().length >= this.config.server.sources.maxStreams) {
+      if (this.defs.has(id)) throw new FacestreamError('STREAM_EXISTS', `stream "${id}" already exists`, { streamId: id });
+      if (this.defs.size >= this.config.server.sources.maxStreams) {
         throw new FacestreamError('OVERLOADED', `this server runs at most ${this.config.server.sources.maxStreams} streams (server.sources.maxStreams)`, { limit: this.config.server.sources.maxStreams });
       }
       const now = new Date().toISOString();
       const def: StreamDefinition = { ...pickOptions(input), id, name: input.name?.trim() || id, url: input.url.trim(), enabled: input.enabled ?? true, createdAt: now, updatedAt: now };
       checkSource(this.specOf(def), this.config.server.sources, this.config.ingest);
-      this.store.insertStream(def);
+      await this.store.insert(def);
+      this.defs.set(id, def);
       this.logger.info({ stream: id, source: redactUrl(def.url) }, 'stream created');
       this.emitChange('added', def);
       if (def.enabled) await this.startReader(def);
@@ -171,7 +211,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       if (patch.enabled !== undefined) next.enabled = patch.enabled;
       for (const k of SOURCE_FIELDS) if (k in patch) (next as unknown as Record<string, unknown>)[k] = (patch as Record<string, unknown>)[k] ?? undefined;
       checkSource(this.specOf(next), this.config.server.sources, this.config.ingest);
-      this.store.updateStream(next);
+      await this.store.update(next);
+      this.defs.set(id, next);
       const sourceChanged = next.url !== old.url || SOURCE_FIELDS.some((k) => next[k] !== old[k]);
       const isRunning = this.running.has(id);
       if (isRunning && (!next.enabled || sourceChanged)) await this.stopReader(id);
@@ -185,7 +226,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     await this.locked(id, async () => {
       const def = this.requireDef(id);
       await this.stopReader(id);
-      this.store.deleteStream(id);
+      await this.store.delete(id);
+      this.defs.delete(id);
       this.setupErrors.delete(id);
       this.logger.info({ stream: id }, 'stream removed');
       this.emitChange('removed', def);
@@ -195,11 +237,11 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   /** Enables and starts a stream (a failed or ended one starts afresh). */
   async start(id: string): Promise<StreamInfo> {
     return this.locked(id, async () => {
-      const def = this.requireDef(id);
+      let def = this.requireDef(id);
       if (!def.enabled) {
-        def.enabled = true;
-        def.updatedAt = new Date().toISOString();
-        this.store.updateStream(def);
+        def = { ...def, enabled: true, updatedAt: new Date().toISOString() };
+        await this.store.update(def);
+        this.defs.set(id, def);
       }
       const run = this.running.get(id);
       if (run && run.source.state !== 'failed' && run.source.state !== 'stopped') return this.info(def);
@@ -212,11 +254,11 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   /** Stops and disables a stream: it stays stopped across restarts until started again. */
   async stop(id: string): Promise<StreamInfo> {
     return this.locked(id, async () => {
-      const def = this.requireDef(id);
+      let def = this.requireDef(id);
       if (def.enabled) {
-        def.enabled = false;
-        def.updatedAt = new Date().toISOString();
-        this.store.updateStream(def);
+        def = { ...def, enabled: false, updatedAt: new Date().toISOString() };
+        await this.store.update(def);
+        this.defs.set(id, def);
       }
       await this.stopReader(id);
       this.emitChange('state', def);
@@ -227,19 +269,20 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   /** Stops every reader (server shutdown); definitions keep their enabled flag for the next start. */
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe?.();
     await Promise.all([...this.running.keys()].map((id) => this.locked(id, () => this.stopReader(id))));
   }
 
   private requireDef(id: string): StreamDefinition {
-    const def = this.store.getStream(id);
+    const def = this.defs.get(id);
     if (!def) throw new FacestreamError('STREAM_NOT_FOUND', `no stream "${id}"`, { streamId: id });
     return def;
   }
 
   private newId(name: string): string {
     const base = name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48) || 'stream';
-    if (!this.store.getStream(base)) return base;
-    for (let n = 2; ; n++) if (!this.store.getStream(`${base}-${n}`)) return `${base}-${n}`;
+    if (!this.defs.has(base)) return base;
+    for (let n = 2; ; n++) if (!this.defs.has(`${base}-${n}`)) return `${base}-${n}`;
   }
 
   private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -293,7 +336,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
         this.emit('restart', def.id, restarts - run.restartsSeen);
         run.restartsSeen = restarts;
       }
-      const current = this.store.getStream(def.id);
+      const current = this.defs.get(def.id);
       if (current && this.running.get(def.id) === run) this.emitChange('state', current);
     });
     source.start();
@@ -356,6 +399,13 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       updatedAt: def.updatedAt,
     };
   }
+}
+
+/** Whether two definitions say the same (key order and absent-vs-undefined do not matter). */
+function sameDefinition(a: StreamDefinition, b: StreamDefinition): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof StreamDefinition)[]);
+  for (const k of keys) if ((a[k] ?? null) !== (b[k] ?? null)) return false;
+  return true;
 }
 
 function pickOptions(src: Partial<Pick<StreamDefinition, StreamOptionKey>>): Partial<Pick<StreamDefinition, StreamOptionKey>> {

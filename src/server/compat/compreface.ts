@@ -205,24 +205,24 @@ export function comprefaceRoutes(ctx: ServerContext) {
       return { faces, page_number: page, page_size: size, total_pages: Math.ceil(total / size), total_elements: total };
     });
 
-    const removeExamples = (identity: IdentityRecord): number => {
+    const removeExamples = async (identity: IdentityRecord): Promise<number> => {
       const templates = gallery().listTemplates(identity.id);
-      for (const t of templates) gallery().removeTemplate(t.id);
+      for (const t of templates) await ctx.galleryWriter.removeTemplate(t.id);
       return templates.length;
     };
 
     route('DELETE', '/api/v1/recognition/faces', 'write', 'CompreFace: delete all examples of a subject (of every subject without one)', async (req) => {
       const subject = (req.query as Query).subject;
-      if (subject) return { deleted: removeExamples(subjectOf(subject)) };
+      if (subject) return { deleted: await removeExamples(subjectOf(subject)) };
       let deleted = 0;
-      for (const identity of gallery().listIdentities()) deleted += removeExamples(identity);
+      for (const identity of gallery().listIdentities()) deleted += await removeExamples(identity);
       return { deleted };
     });
 
     route('DELETE', '/api/v1/recognition/faces/:image_id', 'write', 'CompreFace: delete one example', async (req) => {
       const t = templateOf((req.params as { image_id: string }).image_id);
       const identity = gallery().getIdentityById(t.identityId);
-      gallery().removeTemplate(t.id);
+      await ctx.galleryWriter.removeTemplate(t.id);
       return { image_id: t.id, subject: identity?.name ?? null };
     });
 
@@ -256,7 +256,7 @@ export function comprefaceRoutes(ctx: ServerContext) {
       const subject = subjectBody(req);
       if (gallery().getIdentity(subject)) throw new FacestreamError('IDENTITY_EXISTS', `Subject ${subject} already exists`, { subject });
       reply.code(201);
-      return { subject: gallery().createIdentity({ name: subject }).name };
+      return { subject: (await ctx.galleryWriter.createIdentity({ name: subject })).name };
     });
 
     route('PUT', '/api/v1/recognition/subjects/:subject', 'write', 'CompreFace: rename a subject', async (req) => {
@@ -264,19 +264,19 @@ export function comprefaceRoutes(ctx: ServerContext) {
       const name = subjectBody(req);
       const other = gallery().getIdentity(name);
       if (other && other.id !== identity.id) throw new FacestreamError('IDENTITY_EXISTS', `Subject ${name} already exists; facestream does not merge subjects`, { subject: name });
-      gallery().updateIdentity(identity.id, { name });
+      await ctx.galleryWriter.updateIdentity(identity.id, { name });
       return { updated: true };
     });
 
     route('DELETE', '/api/v1/recognition/subjects/:subject', 'write', 'CompreFace: delete a subject and its examples', async (req) => {
       const identity = subjectOf((req.params as { subject: string }).subject);
-      gallery().removeIdentity(identity.id);
+      await ctx.galleryWriter.removeIdentity(identity.id);
       return { subject: identity.name };
     });
 
     route('DELETE', '/api/v1/recognition/subjects', 'write', 'CompreFace: delete every subject', async () => {
       const all = gallery().listIdentities();
-      for (const identity of all) gallery().removeIdentity(identity.id);
+      for (const identity of all) await ctx.galleryWriter.removeIdentity(identity.id);
       return { deleted: all.length };
     });
 

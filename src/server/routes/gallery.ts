@@ -100,7 +100,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
       },
     },
     async (req, reply) => {
-      const created = gallery().createIdentity(req.body as { id?: string; name: string; metadata?: unknown });
+      const created = await ctx.galleryWriter.createIdentity(req.body as { id?: string; name: string; metadata?: unknown });
       reply.code(201).header('location', `/api/v1/identities/${encodeURIComponent(created.id)}`);
       return created;
     },
@@ -121,11 +121,11 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
         response: responses({ 200: identity }),
       },
     },
-    async (req) => gallery().updateIdentity((req.params as { id: string }).id, req.body as { name?: string; metadata?: unknown }),
+    async (req) => ctx.galleryWriter.updateIdentity((req.params as { id: string }).id, req.body as { name?: string; metadata?: unknown }),
   );
 
   app.delete('/api/v1/identities/:id', { schema: { tags: ['gallery'], summary: 'Delete an identity and all its templates', params: identityParams, response: responses({ 204: { type: 'null' } }) } }, async (req, reply) => {
-    gallery().removeIdentity((req.params as { id: string }).id);
+    await ctx.galleryWriter.removeIdentity((req.params as { id: string }).id);
     reply.code(204);
   });
 
@@ -220,7 +220,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 
   app.delete('/api/v1/templates/:templateId', { schema: { tags: ['gallery'], summary: 'Delete one template', params: templateParams, response: responses({ 204: { type: 'null' } }) } }, async (req, reply) => {
-    gallery().removeTemplate((req.params as { templateId: string }).templateId);
+    await ctx.galleryWriter.removeTemplate((req.params as { templateId: string }).templateId);
     reply.code(204);
   });
 
@@ -292,6 +292,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
         fs.renameSync(raw, file);
         try {
           return await importGallery(gallery(), file, {
+            writer: ctx.galleryWriter,
             reembed: async (crop) => {
               const { image, face } = await decodeCrop(crop);
               const [v] = await ctx.analyzer.embedder.embedFaces([{ image, face }]);
