@@ -1,13 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { CLI, DATA, dataFile, MODELS_DIR } from './helpers/paths.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres.js';
+import { metricSum, startServeProcess, type ServeProcess } from './helpers/serve-process.js';
 
 /**
  * Cluster mode end to end (docs/cluster.md, issue 13): a real PostgreSQL and a real nats-server
@@ -33,69 +32,29 @@ const STREAMS = [
 let pg: PostgresServer;
 let nats: NatsServer;
 
-interface Node {
-  id: string;
-  role: 'worker' | 'api';
-  child: ChildProcess;
-  url: string;
-  log: string[];
-}
-const nodes = new Map<string, Node>();
+const nodes = new Map<string, ServeProcess>();
 
-function configFile(id: string, role: 'worker' | 'api'): string {
-  const file = path.join(tmp, `${id}.json`);
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      logLevel: 'warn',
-      runtime: { intraOpThreads: 1 },
-      attributes: { enabled: false },
-      history: { enabled: false },
-      server: { host: '127.0.0.1', port: 0, dataDir: path.join(tmp, id, 'data'), auth: { keys: [KEY] }, sources: { allowedDirs: [path.join(DATA, 'video')] } },
-      gallery: { dir: path.join(tmp, id, 'gallery') },
-      cluster: { postgres: pg.url, nats: nats.url, role, nodeId: id, leaseTtlMs: LEASE_TTL_MS, heartbeatMs: HEARTBEAT_MS },
-    }),
-  );
-  return file;
-}
-
-/** Starts `facestream serve` for a node and resolves with its URL once it listens. */
-function startNode(id: string, role: 'worker' | 'api'): Promise<Node> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile(id, role)], {
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FACESTREAM_'))), FACESTREAM_MODELS_DIR: MODELS_DIR },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const log: string[] = [];
-  const keep = (line: string) => {
-    log.push(line);
-    if (log.length > 200) log.shift();
+function nodeConfig(id: string, role: 'worker' | 'api') {
+  return {
+    logLevel: 'warn',
+    runtime: { intraOpThreads: 1 },
+    attributes: { enabled: false },
+    history: { enabled: false },
+    server: { host: '127.0.0.1', port: 0, dataDir: path.join(tmp, id, 'data'), auth: { keys: [KEY] }, sources: { allowedDirs: [path.join(DATA, 'video')] } },
+    gallery: { dir: path.join(tmp, id, 'gallery') },
+    cluster: { postgres: pg.url, nats: nats.url, role, nodeId: id, leaseTtlMs: LEASE_TTL_MS, heartbeatMs: HEARTBEAT_MS },
   };
-  readline.createInterface({ input: child.stderr! }).on('line', keep);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${id} did not start within 90 s:\n${log.join('\n')}`)), 90_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${id} exited (${code ?? signal}) before listening:\n${log.join('\n')}`));
-    });
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      keep(line);
-      const m = /viewer:\s+(http:\/\/[^/\s]+)\//.exec(line);
-      if (!m) return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      const node = { id, role, child, url: m[1], log };
-      nodes.set(id, node);
-      resolve(node);
-    });
-  });
+}
+
+/** Starts `facestream serve` for a node (the built CLI) and resolves once it listens. */
+async function startNode(id: string, role: 'worker' | 'api'): Promise<ServeProcess> {
+  const node = await startServeProcess({ id, cli: CLI, configFile: path.join(tmp, `${id}.json`), config: nodeConfig(id, role), modelsDir: MODELS_DIR });
+  nodes.set(id, node);
+  return node;
 }
 
 async function kill9(id: string): Promise<void> {
-  const n = nodes.get(id)!;
-  if (n.child.exitCode !== null || n.child.signalCode !== null) return;
-  const exited = new Promise((r) => n.child.once('exit', r));
-  n.child.kill('SIGKILL');
-  await exited;
+  await nodes.get(id)?.kill9();
   nodes.delete(id);
 }
 
@@ -114,10 +73,7 @@ async function api(nodeId: string, method: string, url: string, body?: unknown):
 
 /** The value of a series in a node's /metrics ("name{labels}" prefix match), summed. */
 async function metric(nodeId: string, name: string): Promise<number> {
-  const { json: text } = await api(nodeId, 'GET', '/metrics');
-  let sum = 0;
-  for (const line of String(text).split('\n')) if (line.startsWith(name) && /[ {]/.test(line[name.length] ?? '')) sum += Number(line.split(' ').pop());
-  return sum;
+  return metricSum(String((await api(nodeId, 'GET', '/metrics')).json), name);
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms: number): Promise<T> {
@@ -158,7 +114,7 @@ class Viewer {
   }
 }
 
-const picture = (who: string, n = 1) => fs.readFileSync(dataFile('faces', who, `${n}.png`)).toString('base64');
+const picture = (who: string, file: string) => fs.readFileSync(dataFile('faces', who, file)).toString('base64');
 const held = async (id: string) => metric(id, 'facestream_cluster_leases_held');
 
 beforeAll(async () => {
@@ -193,7 +149,7 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
   }, 90_000);
 
   it('an enrollment on the api node is recognised on the next frames from the workers', async () => {
-    const r = await api('a1', 'POST', '/api/v1/enroll', { id: 'lin', name: 'Lin-Manuel Miranda', image: picture('lin_manuel_miranda') });
+    const r = await api('a1', 'POST', '/api/v1/enroll', { id: 'lin', name: 'Lin-Manuel Miranda', image: picture('lin_manuel_miranda', '1.png') });
     expect(r.status, JSON.stringify(r.json)).toBe(201);
     acknowledged.push('lin');
     const t = Date.now();
@@ -204,7 +160,7 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
 
   it('kill -9 of a worker: its streams resume on the other within 15 s, no acknowledged enrollment is lost', async () => {
     // An enrollment acknowledged just before the kill must survive it.
-    const r = await api('a1', 'POST', '/api/v1/enroll', { id: 'obama', name: 'Barack Obama', image: picture('barack_obama') });
+    const r = await api('a1', 'POST', '/api/v1/enroll', { id: 'obama', name: 'Barack Obama', image: picture('barack_obama', '1.jpg') });
     expect(r.status).toBe(201);
     acknowledged.push('obama');
     const killedAt = Date.now();
@@ -242,7 +198,7 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
     const r = await until(
       'an enrollment accepted after the restart',
       async () => {
-        const res = await api('a1', 'POST', '/api/v1/enroll', { id: 'biden', name: 'Joe Biden', image: picture('joe_biden') });
+        const res = await api('a1', 'POST', '/api/v1/enroll', { id: 'biden', name: 'Joe Biden', image: picture('joe_biden', '1.jpg') });
         return res.status === 201 && res;
       },
       30_000,
