@@ -20,11 +20,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WebSocket } from 'ws';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { startNats, type NatsServer } from '../test/helpers/nats.js';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
-import { metricSum, startServeProcess, type ServeProcess } from '../test/helpers/serve-process.js';
+import { FrameViewer, metricSum, pollUntil, startServeProcess, type ServeProcess } from '../test/helpers/serve-process.js';
 import { printTable, summarize, writeResult, type Row } from './report.js';
 
 function arg(args: string[], name: string, fallback: string): string {
@@ -52,15 +51,7 @@ interface Options {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | false | undefined> | T | false | undefined, ms: number, every = 100): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => undefined);
-    if (v) return v as T;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(every);
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | false | undefined> | T | false | undefined, ms: number, every = 100) => pollUntil(what, fn, ms, every);
 
 async function request(url: string, method = 'GET', body?: unknown): Promise<{ status: number; text: string }> {
   const r = await fetch(url, { method, headers: { ...AUTH, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
@@ -68,29 +59,6 @@ async function request(url: string, method = 'GET', body?: unknown): Promise<{ s
 }
 
 const metricOf = async (node: ServeProcess, name: string) => metricSum((await request(`${node.url}/metrics`)).text, name);
-
-/** A WebSocket viewer: each frame's arrival time, capture time and names. */
-class Viewer {
-  readonly frames: { streamId: string; at: number; latency: number; names: string[] }[] = [];
-  private readonly ws: WebSocket;
-  constructor(url: string) {
-    this.ws = new WebSocket(`${url.replace('http', 'ws')}/api/v1/live`, ['facestream.v1'], { headers: AUTH });
-    this.ws.on('error', () => {});
-    this.ws.on('message', (data, binary) => {
-      if (binary) return;
-      const m = JSON.parse(String(data)) as { type: string; streamId: string; capturedAt: number; faces: { identity?: { id: string } | null }[] };
-      if (m.type !== 'frame') return;
-      const at = Date.now();
-      this.frames.push({ streamId: m.streamId, at, latency: at - m.capturedAt, names: m.faces.map((f) => f.identity?.id).filter((x): x is string => !!x) });
-    });
-  }
-  streamsSince(t: number): Set<string> {
-    return new Set(this.frames.filter((f) => f.at >= t).map((f) => f.streamId));
-  }
-  close(): void {
-    this.ws.terminate();
-  }
-}
 
 function streams(o: Options) {
   return [
@@ -164,7 +132,7 @@ export async function run(args: string[]): Promise<void> {
         const r = await request(`${front.url}/api/v1/streams`, 'POST', s);
         if (r.status !== 201) throw new Error(`creating ${s.id}: ${r.status} ${r.text}`);
       }
-      const viewer = new Viewer(front.url);
+      const viewer = new FrameViewer(front.url, KEY);
       const t0 = Date.now();
       await until('frames of all four streams at the viewer', () => viewer.streamsSince(t0).size === 4, 120_000);
       await sleep(o.warmup * 1000);
@@ -174,7 +142,7 @@ export async function run(args: string[]): Promise<void> {
       await sleep(o.seconds * 1000);
       const p1 = await processed();
       const m1 = Date.now();
-      const latency = summarize(viewer.frames.filter((f) => f.at >= m0 && f.at <= m1).map((f) => f.latency));
+      const latency = summarize(viewer.frames.filter((f) => f.at >= m0 && f.at <= m1).map((f) => f.at - f.capturedAt));
       rows.push({ setup: setup.name, workers: setup.workers || 1, 'fps total': (p1 - p0) / ((m1 - m0) / 1000), 'fps asked': 4 * o.fps, 'lat p50': latency.p50, 'lat p95': latency.p95, 'lat p99': latency.p99, 'lat max': latency.max, frames: latency.n });
       raw[setup.name] = { processed: p1 - p0, seconds: (m1 - m0) / 1000, latency };
 

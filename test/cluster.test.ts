@@ -2,11 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { CLI, DATA, dataFile, MODELS_DIR } from './helpers/paths.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres.js';
-import { metricSum, startServeProcess, type ServeProcess } from './helpers/serve-process.js';
+import { FrameViewer, metricSum, pollUntil, startServeProcess, type ServeProcess } from './helpers/serve-process.js';
 
 /**
  * Cluster mode end to end (docs/cluster.md, issue 13): a real PostgreSQL and a real nats-server
@@ -76,43 +75,7 @@ async function metric(nodeId: string, name: string): Promise<number> {
   return metricSum(String((await api(nodeId, 'GET', '/metrics')).json), name);
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** A viewer on the api node: every frame message it gets (stream id, capture time, names seen). */
-class Viewer {
-  readonly frames: { streamId: string; at: number; capturedAt: number; names: string[] }[] = [];
-  private ws: WebSocket;
-  constructor(url: string) {
-    this.ws = new WebSocket(`${url.replace('http', 'ws')}/api/v1/live`, ['facestream.v1'], { headers: AUTH });
-    this.ws.on('error', () => {});
-    this.ws.on('message', (data, binary) => {
-      if (binary) return;
-      const m = JSON.parse(String(data)) as { type: string; streamId: string; capturedAt: number; faces: { identity?: { id: string } | null }[] };
-      if (m.type !== 'frame') return;
-      this.frames.push({ streamId: m.streamId, at: Date.now(), capturedAt: m.capturedAt, names: m.faces.map((f) => f.identity?.id).filter((x): x is string => !!x) });
-      if (this.frames.length > 20_000) this.frames.splice(0, 10_000);
-    });
-  }
-  streamsSince(t: number): Set<string> {
-    return new Set(this.frames.filter((f) => f.at >= t).map((f) => f.streamId));
-  }
-  close(): void {
-    this.ws.terminate();
-  }
-}
+const until = pollUntil;
 
 const picture = (who: string, file: string) => fs.readFileSync(dataFile('faces', who, file)).toString('base64');
 const held = async (id: string) => metric(id, 'facestream_cluster_leases_held');
@@ -133,12 +96,12 @@ afterAll(async () => {
 });
 
 describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
-  let viewer: Viewer;
+  let viewer: FrameViewer;
   const acknowledged: string[] = [];
 
   it('spreads four streams over the two workers, and the api node viewer sees all four', async () => {
     for (const s of STREAMS) expect((await api('a1', 'POST', '/api/v1/streams', s)).status).toBe(201);
-    viewer = new Viewer(nodes.get('a1')!.url);
+    viewer = new FrameViewer(nodes.get('a1')!.url, KEY);
     await until('two streams on each worker', async () => (await held('w1')) === 2 && (await held('w2')) === 2, 30_000);
     const t = Date.now();
     await until('frames of all four streams on the api node', () => viewer.streamsSince(t).size === 4, 30_000);
@@ -188,7 +151,7 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
     await until('the workers to process more frames', async () => (await metric('w1', 'facestream_frames_processed_total')) + (await metric('w2', 'facestream_frames_processed_total')) > before + 20, 20_000);
     expect((await held('w1')) + (await held('w2'))).toBe(4);
     await startNode('a1', 'api');
-    viewer = new Viewer(nodes.get('a1')!.url);
+    viewer = new FrameViewer(nodes.get('a1')!.url, KEY);
     const t = Date.now();
     await until('frames of all four streams on the restarted api node', () => viewer.streamsSince(t).size === 4, 30_000);
   }, 120_000);

@@ -357,7 +357,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   private info(def: StreamDefinition): StreamInfo {
     const run = this.running.get(def.id);
-    const remote = run ? undefined : this.placement.remoteInfo?.(def.id);
+    const remote = run || !def.enabled ? undefined : this.placement.remoteInfo?.(def.id);
     if (remote) return { ...remote, id: def.id, name: def.name, url: redactUrl(def.url), enabled: def.enabled, options: pickOptions(def), createdAt: def.createdAt, updatedAt: def.updatedAt };
     const stats = this.pipeline.streamStats(def.id);
     const src = run?.source.stats;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
+import { WebSocket } from 'ws';
 
 /** A `facestream serve` child process (cluster tests and the cluster benchmark). */
 export interface ServeProcess {
@@ -64,4 +65,57 @@ export function metricSum(text: string, name: string): number {
   let sum = 0;
   for (const line of text.split('\n')) if (line.startsWith(name) && /[ {]/.test(line[name.length] ?? '')) sum += Number(line.split(' ').pop());
   return sum;
+}
+
+/** One frame message as a live viewer got it. */
+export interface ViewedFrame {
+  streamId: string;
+  /** Epoch ms of arrival at the viewer. */
+  at: number;
+  capturedAt: number;
+  /** Identity ids of the faces named in it. */
+  names: string[];
+}
+
+/** A WebSocket viewer of /api/v1/live (every stream) that keeps the frame messages it gets (the newest 20k at most). */
+export class FrameViewer {
+  readonly frames: ViewedFrame[] = [];
+  private readonly ws: WebSocket;
+
+  constructor(url: string, key: string) {
+    this.ws = new WebSocket(`${url.replace('http', 'ws')}/api/v1/live`, ['facestream.v1'], { headers: { authorization: `Bearer ${key}` } });
+    this.ws.on('error', () => {});
+    this.ws.on('message', (data, binary) => {
+      if (binary) return;
+      const m = JSON.parse(String(data)) as { type: string; streamId: string; capturedAt: number; faces: { identity?: { id: string } | null }[] };
+      if (m.type !== 'frame') return;
+      this.frames.push({ streamId: m.streamId, at: Date.now(), capturedAt: m.capturedAt, names: m.faces.map((f) => f.identity?.id).filter((x): x is string => !!x) });
+      if (this.frames.length > 20_000) this.frames.splice(0, 10_000);
+    });
+  }
+
+  /** The streams whose frames arrived at or after `t` (epoch ms). */
+  streamsSince(t: number): Set<string> {
+    return new Set(this.frames.filter((f) => f.at >= t).map((f) => f.streamId));
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+/** Polls `fn` every `everyMs` until it returns something truthy (returned), or throws after `ms`. */
+export async function pollUntil<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms: number, everyMs = 250): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

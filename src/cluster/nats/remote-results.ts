@@ -86,9 +86,15 @@ export class NatsLiveSource extends EventEmitter<LiveSourceEvents> implements Li
   async start(): Promise<void> {
     const { nc, names, logger } = this.deps;
     const consumer = await nc.jetstream().consumers.get(names.eventStream, { filterSubjects: names.allEvents, deliver_policy: DeliverPolicy.New });
-    // Definition changes made on this node (REST) reach this node's viewers at once.
+    // Definition changes (made on this node, or on another and read from PostgreSQL's change feed).
     const onLocal = (change: StreamChange) => {
-      if (change.type !== 'state') this.emit('stream', change);
+      if (change.type === 'state') return;
+      if (change.type === 'removed') {
+        this.remote.delete(change.stream.id);
+        this.presence.delete(change.stream.id);
+        this.logs.delete(change.stream.id);
+      }
+      this.emit('stream', change);
     };
     const streams = this.deps.streams();
     streams.on('change', onLocal);
@@ -130,19 +136,12 @@ export class NatsLiveSource extends EventEmitter<LiveSourceEvents> implements Li
       this.logs.set(event.streamId, log);
       this.emit('appearance', event);
     } else if (subject.endsWith('.stream')) {
+      // A state change of a stream on the worker that runs it (stopped, reconnecting, live, failed...).
       const s = body as StreamStatusMessage;
-      if (!s?.stream?.id || !s.change) return;
-      if (s.node === undefined) return;
-      if (s.change === 'state' || s.change === 'added' || s.change === 'updated') this.remote.set(s.stream.id, { info: s.stream, node: s.node, seenAt: Date.now() });
-      if (s.change === 'removed') {
-        this.remote.delete(s.stream.id);
-        this.presence.delete(s.stream.id);
-      }
-      // A stream that stopped on a worker because it moved is not news for viewers; its new owner's state is.
-      if (s.change === 'state') {
-        const info = this.deps.streams().has(s.stream.id) ? this.deps.streams().get(s.stream.id) : s.stream;
-        this.emit('stream', { type: 'state', stream: info });
-      }
+      if (!s?.stream?.id || s.change !== 'state' || typeof s.node !== 'string') return;
+      this.remote.set(s.stream.id, { info: s.stream, node: s.node, seenAt: Date.now() });
+      const streams = this.deps.streams();
+      if (streams.has(s.stream.id)) this.emit('stream', { type: 'state', stream: streams.get(s.stream.id) });
     }
   }
 

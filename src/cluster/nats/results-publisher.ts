@@ -56,8 +56,9 @@ export class ResultPublisher {
     const onFrame = (result: FrameResult, frame: PipelineFrame) => this.onFrame(result, frame);
     const onAppearance = (event: AppearanceEvent) => this.outbox.push(names.events(event.streamId, 'appearance'), { node: config.nodeId, event });
     const onStream = (change: StreamChange) => {
-      // Definition changes are told by the node that made them; state changes by the node that runs the stream.
-      if (change.type === 'state' && !streams.isRunningHere(change.stream.id) && change.stream.state !== 'stopped') return;
+      // Only the runner tells a stream's state. Definition changes reach every node through
+      // PostgreSQL's change feed, and a stream stopped here because it moved is not news.
+      if (change.type !== 'state' || !streams.isRunningHere(change.stream.id)) return;
       this.outbox.push(names.events(change.stream.id, 'stream'), { node: config.nodeId, at: Date.now(), change: change.type, stream: change.stream } satisfies StreamStatusMessage);
     };
     pipeline.bus.on('frame', onFrame);
