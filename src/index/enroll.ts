@@ -195,6 +195,7 @@ export class Enroller {
     if (pictures.length === 0) throw new FacestreamError('BAD_REQUEST', 'no pictures to enroll', {});
     const timings: EnrollTimings = { decodeMs: 0, detectMs: 0, embedMs: 0, cropMs: 0, commitMs: 0 };
     const ref = identity.id ?? identity.name!;
+    await this.writer.current(); // cluster mode: see pictures enrolled through other nodes
     const known = this.gallery.pictureHashes(ref);
     const results: (PictureResult | undefined)[] = new Array(pictures.length);
     const reject = (i: number, code: ErrorCode, reason: string, duplicateOf?: string) =>

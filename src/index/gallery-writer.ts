@@ -29,6 +29,13 @@ export interface GalleryWriter {
   /** addTemplates for many identities in one transaction; all or nothing. */
   addTemplatesBatch(entries: readonly { identity: IdentityRef; templates: readonly NewTemplate[] }[]): Promise<AddedToIdentity[]>;
   removeTemplate(templateId: string): Promise<Template>;
+  /**
+   * Resolves once this node's gallery reflects every write acknowledged anywhere before the call
+   * (embedded: at once; cluster: one read of PostgreSQL's change sequence, then the replica's
+   * catch-up). Write paths that look an identity or template up before writing call it first,
+   * so a write acknowledged by one node is found by the next request on any other.
+   */
+  current(): Promise<void>;
 }
 
 /** The embedded writer: today's behaviour, the local Gallery's own (synchronous, committed on return) writes. */
@@ -58,4 +65,6 @@ export class EmbeddedGalleryWriter implements GalleryWriter {
   async removeTemplate(templateId: string): Promise<Template> {
     return this.gallery.removeTemplate(templateId);
   }
+
+  async current(): Promise<void> {}
 }

@@ -57,6 +57,29 @@ export function checkIdentityId(id: string): void {
   }
 }
 
+/**
+ * Records a template's picture among the identity's (content hashes), refusing one it already
+ * holds: FacestreamError DUPLICATE_TEMPLATE. Templates without a hash are not checked.
+ */
+export function claimPicture(hashes: Set<string>, t: Pick<NewTemplate, 'source' | 'contentHash'>, identity: { id: string; name: string }): void {
+  if (!t.contentHash) return;
+  if (hashes.has(t.contentHash)) {
+    throw new FacestreamError('DUPLICATE_TEMPLATE', `${t.source}: identity "${identity.name}" already has this picture`, { source: t.source, identityId: identity.id, contentHash: t.contentHash });
+  }
+  hashes.add(t.contentHash);
+}
+
+/** Another spelling of a name to look up when the name as given finds nobody (NFC, spaces collapsed), or undefined when it is the same. */
+export function normalizedLookupName(ref: string): string | undefined {
+  const normalized = ref.normalize('NFC').trim().replace(/\p{Zs}+/gu, ' ');
+  return normalized === ref ? undefined : normalized;
+}
+
+/** The error for a name several identities share. */
+export function ambiguousNameError(ref: string, ids: string[]): FacestreamError {
+  return new FacestreamError('BAD_REQUEST', `${ids.length} identities are named "${ref}" (${ids.join(', ')}); use an id`, { name: ref, ids });
+}
+
 /** Changes of a system of record as a replica applies them (cluster mode): rows with the record's own pks and ids. */
 export interface ReplicatedChanges {
   /** Identities present in the record: inserted, or updated in place. */
@@ -183,13 +206,9 @@ export class GalleryRecords {
     const byId = this.store.identityById(ref);
     if (byId) return byId;
     let byName = this.store.identitiesByName(ref);
-    if (byName.length === 0) {
-      const normalized = ref.normalize('NFC').trim().replace(/\p{Zs}+/gu, ' ');
-      if (normalized !== ref) byName = this.store.identitiesByName(normalized);
-    }
-    if (byName.length > 1) {
-      throw new FacestreamError('BAD_REQUEST', `${byName.length} identities are named "${ref}" (${byName.map((r) => r.id).join(', ')}); use an id`, { name: ref, ids: byName.map((r) => r.id) });
-    }
+    const normalized = byName.length === 0 ? normalizedLookupName(ref) : undefined;
+    if (normalized) byName = this.store.identitiesByName(normalized);
+    if (byName.length > 1) throw ambiguousNameError(ref, byName.map((r) => r.id));
     return byName[0];
   }
 
@@ -292,12 +311,7 @@ export class GalleryRecords {
         const hashes = created ? new Set<string>() : this.store.hashesOf(row.pk);
         const ids: number[] = [];
         for (const t of templates) {
-          if (t.contentHash) {
-            if (hashes.has(t.contentHash)) {
-              throw new FacestreamError('DUPLICATE_TEMPLATE', `${t.source}: identity "${row.name}" already has this picture`, { source: t.source, identityId: row.id, contentHash: t.contentHash });
-            }
-            hashes.add(t.contentHash);
-          }
+          claimPicture(hashes, t, row);
           ids.push(this.store.insertTemplate(row.pk, t, this.modelId, createdAt));
         }
         if (!created && ids.length) this.store.touchIdentity(row.pk, createdAt);

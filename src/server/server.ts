@@ -39,6 +39,13 @@ export interface StartServerOptions {
   resetKey?: boolean;
   /** Extra directories file sources may come from (the demo video's). */
   extraSourceDirs?: string[];
+  /**
+   * Cluster mode: this node's stores on PostgreSQL (openClusterStores, src/cluster/stores.ts).
+   * The server then reads and searches the node's replica, writes the gallery, stream definitions
+   * and generated API key through them, and keeps none of these in its own directories. The caller
+   * opened them and closes them after the server.
+   */
+  stores?: ClusterStores;
 }
 
 export interface RunningServer {
@@ -138,8 +145,8 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
-    // Cluster mode keeps generated keys in PostgreSQL (shared by every node): resolved once the stores are open.
-    const embeddedKeys = cfg.cluster ? undefined : resolveKeys(cfg.server, store, opts.resetKey);
+    // With PostgreSQL stores the generated key lives there (shared by every node): resolved once the stores are open.
+    const embeddedKeys = cfg.cluster || opts.stores ? undefined : resolveKeys(cfg.server, store, opts.resetKey);
 
     let analyzer = opts.analyzer;
     if (!analyzer) {
@@ -152,12 +159,12 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     readiness.models = true;
 
     const defaultMinSimilarity = cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity;
-    let stores: ClusterStores | undefined;
-    if (cfg.cluster) {
+    let stores: ClusterStores | undefined = opts.stores;
+    if (!stores && cfg.cluster) {
       // Cluster mode: the gallery is this node's replica of PostgreSQL (src/cluster/stores.ts); the local cache lives under gallery.dir.
-      stores = await openClusterStores({ postgresUrl: cfg.cluster.postgres, cacheDir: path.resolve(cfg.gallery.dir), modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, galleryConfig: cfg.gallery, defaultMinSimilarity, logger });
-      const s = stores;
-      cleanup.push(() => s.close());
+      const opened = await openClusterStores({ postgresUrl: cfg.cluster.postgres, cacheDir: path.resolve(cfg.gallery.dir), modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, galleryConfig: cfg.gallery, defaultMinSimilarity, logger });
+      cleanup.push(() => opened.close());
+      stores = opened;
     }
     const gallery = stores
       ? stores.gallery
@@ -217,6 +224,17 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
     const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, galleryWriter, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history, cluster };
+    if (stores && source !== 'config') {
+      // Another node reset the generated key: this one accepts the new key too.
+      const keyStore = stores.apiKeys;
+      const stop = keyStore.onChange(() => {
+        resolveStoredKeys(cfg.server, keyStore).then(
+          (r) => (ctx.keys = r.keys),
+          (err: unknown) => logger.warn({ err: errorMessage(err) }, 'reloading the stored API keys failed'),
+        );
+      });
+      cleanup.push(stop);
+    }
     const app = await buildApp(ctx);
     cleanup.push(() => app.close());
     // Runs before app.close(): clients get a clean 1001 close instead of a dropped connection.

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
+import type { ClusterStores } from '../../src/cluster/stores.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Logger } from '../../src/log.js';
 import { FaceAnalyzer } from '../../src/pipeline/analyzer.js';
@@ -46,6 +47,8 @@ export interface TestServerOptions {
   listen?: boolean;
   logger?: Logger;
   configure?: (config: Config) => void;
+  /** Cluster mode: the node's stores on PostgreSQL (the caller closes them). */
+  stores?: ClusterStores;
 }
 
 /** A real server on 127.0.0.1 (random port) with its own gallery and data directory, test keys, and the shared video folder allowed. */
@@ -62,7 +65,7 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
     sources: { ...config.server.sources, allowedDirs: [path.join(DATA, 'video')], allowLavfi: true },
   };
   opts.configure?.(config);
-  const server = await startServer(config, { analyzer: opts.analyzer, listen: opts.listen, logger: opts.logger ?? pino({ level: 'warn', base: undefined }) });
+  const server = await startServer(config, { analyzer: opts.analyzer, listen: opts.listen, stores: opts.stores, logger: opts.logger ?? pino({ level: 'warn', base: undefined }) });
   return {
     ...server,
     close: () => server.close(),

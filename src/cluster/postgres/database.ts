@@ -73,6 +73,15 @@ export class PostgresDatabase {
     );
   }
 
+  /** A pooled connection (release it); STORE_UNAVAILABLE when none can be made. */
+  async connect(what: string): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw this.unavailable(what, err);
+    }
+  }
+
   /** A read; connection failures become STORE_UNAVAILABLE. */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(what: string, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
     try {
@@ -89,12 +98,7 @@ export class PostgresDatabase {
    * is unknown: the change feed tells every replica either way).
    */
   async write<T>(what: string, fn: (tx: WriteTransaction) => Promise<T>): Promise<{ result: T; seq: number }> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw this.unavailable(what, err);
-    }
+    const client = await this.connect(what);
     let seq = 0;
     let broken: unknown;
     const onError = (err: unknown) => (broken = err);
@@ -125,6 +129,12 @@ export class PostgresDatabase {
   /** The newest change sequence number (0: none yet). */
   async lastChange(): Promise<number> {
     const r = await this.query<{ seq: string }>('reading the change log', `SELECT coalesce(max(seq), 0) AS seq FROM ${SCHEMA}.changes`);
+    return Number(r.rows[0].seq);
+  }
+
+  /** The oldest change still in the log (0: the log is empty); a replica behind it cannot catch up. */
+  async firstChange(): Promise<number> {
+    const r = await this.query<{ seq: string }>('reading the change log', `SELECT coalesce(min(seq), 0) AS seq FROM ${SCHEMA}.changes`);
     return Number(r.rows[0].seq);
   }
 

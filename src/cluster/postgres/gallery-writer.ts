@@ -3,7 +3,7 @@ import { FacestreamError } from '../../errors.js';
 import type { Gallery } from '../../index/gallery.js';
 import type { AddedToIdentity, GalleryWriter } from '../../index/gallery-writer.js';
 import { checkMetadata } from '../../index/metadata.js';
-import { checkIdentityId, type IdentityRecord, type IdentityRef, type Template } from '../../index/records.js';
+import { ambiguousNameError, checkIdentityId, claimPicture, normalizedLookupName, type IdentityRecord, type IdentityRef, type Template } from '../../index/records.js';
 import type { NewTemplate } from '../../index/store.js';
 import type { TemplateIds } from '../../index/template-ids.js';
 import { checkEmbedding, vectorToBlob } from '../../index/vectors.js';
@@ -35,6 +35,10 @@ export class PostgresGalleryWriter implements GalleryWriter {
     private readonly templateIds: TemplateIds,
   ) {}
 
+  async current(): Promise<void> {
+    await this.applied(await this.db.lastChange(), 'catching up with the cluster\'s gallery');
+  }
+
   private async applied(seq: number, what: string): Promise<void> {
     if (seq > 0) await this.feed.waitFor(seq, APPLY_TIMEOUT_MS, what);
   }
@@ -45,11 +49,9 @@ export class PostgresGalleryWriter implements GalleryWriter {
     if (byId.rows[0]) return byId.rows[0];
     const byName = async (name: string) => (await tx.query<IdentityKey>(`SELECT pk, id, name FROM ${SCHEMA}.identities WHERE name = $1 ORDER BY pk`, [name])).rows;
     let rows = await byName(ref);
-    if (rows.length === 0) {
-      const normalized = ref.normalize('NFC').trim().replace(/\p{Zs}+/gu, ' ');
-      if (normalized !== ref) rows = await byName(normalized);
-    }
-    if (rows.length > 1) throw new FacestreamError('BAD_REQUEST', `${rows.length} identities are named "${ref}" (${rows.map((r) => r.id).join(', ')}); use an id`, { name: ref, ids: rows.map((r) => r.id) });
+    const normalized = rows.length === 0 ? normalizedLookupName(ref) : undefined;
+    if (normalized) rows = await byName(normalized);
+    if (rows.length > 1) throw ambiguousNameError(ref, rows.map((r) => r.id));
     return rows[0];
   }
 
@@ -162,12 +164,7 @@ export class PostgresGalleryWriter implements GalleryWriter {
       );
       const ids: number[] = [];
       for (const t of templates) {
-        if (t.contentHash) {
-          if (hashes.has(t.contentHash)) {
-            throw new FacestreamError('DUPLICATE_TEMPLATE', `${t.source}: identity "${row.name}" already has this picture`, { source: t.source, identityId: row.id, contentHash: t.contentHash });
-          }
-          hashes.add(t.contentHash);
-        }
+        claimPicture(hashes, t, row);
         const r = await tx.query<{ id: string }>(
           `INSERT INTO ${SCHEMA}.templates (identity, source, content_hash, detection_score, face_size, model_id, embedding, crop, crop_format, crop_geometry, created_at) ` +
             'VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id',

@@ -79,7 +79,7 @@ function templateEntry(r: PgTemplate): ReplicatedChanges['templates'][number] {
 }
 
 /** Why an existing replica cannot be kept, or undefined when it can. */
-function staleBecause(dir: string, cluster: ClusterMeta, lastChange: number): string | undefined {
+function staleBecause(dir: string, cluster: ClusterMeta, log: { first: number; last: number }): string | undefined {
   if (!fs.existsSync(path.join(dir, DB_FILE))) return 'no replica yet';
   let store: GalleryStore | undefined;
   try {
@@ -91,7 +91,8 @@ function staleBecause(dir: string, cluster: ClusterMeta, lastChange: number): st
     if (database !== cluster.databaseId) return `it copies another database (${database ?? 'none recorded'}, this one is ${cluster.databaseId})`;
     if (model !== cluster.modelId || dimension !== cluster.dimension) return `it holds embeddings of "${model}" (${dimension}-d), the cluster's gallery "${cluster.modelId}" (${cluster.dimension}-d)`;
     if (seq === undefined) return 'it was not completely built';
-    if (Number(seq) > lastChange) return `it has applied change ${seq}, past the database's last (${lastChange}): the database was restored from an older backup`;
+    if (Number(seq) > log.last) return `it has applied change ${seq}, past the database's last (${log.last}): the database was restored from an older backup, or its change log emptied`;
+    if (log.first > Number(seq) + 1) return `it has applied change ${seq}, but the change log now starts at ${log.first} (pruned)`;
     if (store.getMeta(TEMPLATE_ID_KEY_META) !== cluster.templateIdKey) return 'its template id key differs from the cluster\'s';
     return undefined;
   } catch (err) {
@@ -104,8 +105,7 @@ function staleBecause(dir: string, cluster: ClusterMeta, lastChange: number): st
 /** Opens the replica under cacheDir, building it from PostgreSQL when it cannot be kept; returns it and the last change it holds. */
 export async function openReplica(db: PostgresDatabase, opts: ReplicaOptions): Promise<{ gallery: Gallery; seq: number; rebuilt: string | undefined }> {
   const dir = path.join(opts.cacheDir, REPLICA_DIR);
-  const lastChange = await db.lastChange();
-  const stale = staleBecause(dir, opts.cluster, lastChange);
+  const stale = staleBecause(dir, opts.cluster, { first: await db.firstChange(), last: await db.lastChange() });
   if (stale) {
     if (stale !== 'no replica yet') opts.logger.warn({ dir, store: db.where }, `rebuilding this node's gallery replica from PostgreSQL: ${stale}`);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -143,12 +143,7 @@ export async function openReplica(db: PostgresDatabase, opts: ReplicaOptions): P
 
 /** Copies every identity and template in one snapshot, then records the change it is current to. */
 async function copyAll(db: PostgresDatabase, gallery: Gallery): Promise<void> {
-  let client;
-  try {
-    client = await db.pool.connect();
-  } catch (err) {
-    throw db.unavailable('building the gallery replica', err);
-  }
+  const client = await db.connect('building the gallery replica');
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const seq = Number((await client.query<{ seq: string }>(`SELECT coalesce(max(seq), 0) AS seq FROM ${SCHEMA}.changes`)).rows[0].seq);

@@ -86,12 +86,7 @@ export interface ClusterMeta {
  * GALLERY_CORRUPT when the schema is newer than this facestream.
  */
 export async function prepareSchema(db: PostgresDatabase, model: { modelId: string; dimension: number }): Promise<ClusterMeta> {
-  let client;
-  try {
-    client = await db.pool.connect();
-  } catch (err) {
-    throw db.unavailable('opening the cluster store', err);
-  }
+  const client = await db.connect('opening the cluster store');
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {

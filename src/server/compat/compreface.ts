@@ -76,6 +76,8 @@ export function comprefaceRoutes(ctx: ServerContext) {
         onRequest: async (req) => {
           const header = req.headers['x-api-key'];
           checkCompatKey(ctx, (typeof header === 'string' ? header : undefined) ?? bearerKey(req), access);
+          // Writes look subjects up first: on a cluster node, see every write acknowledged elsewhere.
+          if (access === 'write' && method !== 'GET') await ctx.galleryWriter.current();
         },
         handler,
       });

@@ -100,6 +100,7 @@ export function deepstackRoutes(ctx: ServerContext) {
       const userid = form.fields.userid?.trim();
       if (!userid) throw new FacestreamError('BAD_REQUEST', 'user id not specified', { field: 'userid' });
       // DeepStack answers success for a userid it does not know: deleting is idempotent.
+      await ctx.galleryWriter.current();
       if (ctx.gallery.getIdentity(userid)) await ctx.galleryWriter.removeIdentity(userid);
       return {};
     });

@@ -172,6 +172,7 @@ export function galleryRoutes(app: FastifyInstance, ctx: ServerContext): void {
       },
     },
     async (req, reply) => {
+      await ctx.galleryWriter.current();
       const existing = gallery().requireIdentity((req.params as { id: string }).id);
       return enroll(req, reply, { id: existing.id });
     },
