@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { CLI, DATA, dataFile, MODELS_DIR } from './helpers/paths.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres.js';
@@ -105,6 +106,19 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
     await until('two streams on each worker', async () => (await held('w1')) === 2 && (await held('w2')) === 2, 30_000);
     const t = Date.now();
     await until('frames of all four streams on the api node', () => viewer.streamsSince(t).size === 4, 30_000);
+    // Pictures travel over NATS only while a viewer asks: a viewer of the api node that asks gets JPEG frames.
+    const pictures = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${nodes.get('a1')!.url.replace('http', 'ws')}/api/v1/live?jpeg=true&fps=2&width=320`, ['facestream.v1'], { headers: AUTH });
+      const timer = setTimeout(() => (ws.terminate(), reject(new Error('no JPEG frame within 20 s'))), 20_000);
+      ws.on('message', (data, binary) => {
+        if (!binary) return;
+        clearTimeout(timer);
+        ws.terminate();
+        resolve((data as Buffer).length);
+      });
+      ws.on('error', () => {});
+    });
+    expect(pictures).toBeGreaterThan(1000);
     // Every node's metrics carry its node label.
     expect(String((await api('w1', 'GET', '/metrics')).json)).toMatch(/facestream_frames_processed_total\{[^}]*node="w1"/);
     // A worker serves no API.
@@ -175,9 +189,12 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
   it('NATS restarted: nodes reconnect, streams stay owned and results flow again', async () => {
     await nats.restart();
     const t = Date.now();
+    const events = await metric('a1', 'facestream_cluster_events_received_total');
     await until('frames of all four streams after the NATS restart', () => viewer.streamsSince(t).size === 4, 40_000);
     await until('each stream held once', async () => (await held('w1')) + (await held('w2')) === 4, 20_000);
     // Recognition still works end to end.
     await until('a frame naming lin after the restart', () => viewer.frames.find((f) => f.at >= t && f.names.includes('lin')), 30_000);
+    // Events (appearances, stream states) reach the api node again through JetStream.
+    await until('events at the api node after the restart', async () => (await metric('a1', 'facestream_cluster_events_received_total')) > events, 30_000);
   }, 90_000);
 });

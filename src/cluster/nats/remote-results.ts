@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import sharp from 'sharp';
-import { DeliverPolicy, type ConsumerMessages, type NatsConnection, type Subscription } from 'nats';
+import { type ConsumerMessages, type NatsConnection, type Subscription } from 'nats';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { AppearanceEvent } from '../../pipeline/bus.js';
@@ -85,7 +85,10 @@ export class NatsLiveSource extends EventEmitter<LiveSourceEvents> implements Li
   /** Starts reading events from JetStream (after the event stream exists). */
   async start(): Promise<void> {
     const { nc, names, logger } = this.deps;
-    const consumer = await nc.jetstream().consumers.get(names.eventStream, { filterSubjects: names.allEvents, deliver_policy: DeliverPolicy.New });
+    // From now on (a start time, not DeliverPolicy.New: the ordered consumer re-created after a NATS
+    // restart before its first event would otherwise skip what was published meanwhile); after
+    // that it resumes from the sequence after the last event it delivered.
+    const consumer = await nc.jetstream().consumers.get(names.eventStream, { filterSubjects: names.allEvents, opt_start_time: new Date().toISOString() });
     // Definition changes (made on this node, or on another and read from PostgreSQL's change feed).
     const onLocal = (change: StreamChange) => {
       if (change.type === 'state') return;
