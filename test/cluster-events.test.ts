@@ -5,6 +5,7 @@ import { ensureEventStream, EventOutbox } from '../src/cluster/nats/event-outbox
 import { ClusterNames } from '../src/cluster/nats/subjects.js';
 import { createLogger } from '../src/log.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
+import { pollUntil } from './helpers/serve-process.js';
 
 /**
  * Events that must not be lost (appearances, stream states) through a NATS restart, on a real
@@ -37,13 +38,7 @@ async function readAll(nc: NatsConnection, expected: number, ms = 15_000): Promi
   return out;
 }
 
-async function until(what: string, cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, cond: () => boolean, ms: number) => pollUntil(what, cond, ms, 50);
 
 describe('event outbox on JetStream', () => {
   it('keeps events in order through a NATS restart and delivers each once; drops the oldest past its bound', async () => {

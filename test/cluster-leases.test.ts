@@ -7,6 +7,7 @@ import { openTtlBucket } from '../src/cluster/nats/kv.js';
 import { StreamOwnership } from '../src/cluster/ownership.js';
 import { createLogger } from '../src/log.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
+import { pollUntil } from './helpers/serve-process.js';
 
 /**
  * Stream leases and ownership on a real nats-server with JetStream: two "workers" (StreamOwnership
@@ -48,13 +49,7 @@ async function worker(nodeId: string) {
   return { nc, leases, ownership, running };
 }
 
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = (what: string, cond: () => boolean, ms = 20_000) => pollUntil(what, cond, ms, 100);
 
 describe('stream leases on JetStream KV', () => {
   it('one holder at a time; renew needs the current revision; release frees at once', async () => {
