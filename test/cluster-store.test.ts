@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pgClient from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openClusterStores, type ClusterStores } from '../src/cluster/stores.js';
+import { openClusterStores, type ClusterStores, type StoreTimeouts } from '../src/cluster/stores.js';
 import { gallerySchema } from '../src/config/sections/gallery.js';
 import { isFacestreamError } from '../src/errors.js';
 import { Gallery } from '../src/index/gallery.js';
@@ -70,7 +70,7 @@ let pg: PostgresServer;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-cluster-store-'));
 const opened: ClusterStores[] = [];
 
-async function openNode(name: string, opts: { url?: string; modelId?: string; dimension?: number; log?: LogLines } = {}): Promise<ClusterStores> {
+async function openNode(name: string, opts: { url?: string; modelId?: string; dimension?: number; log?: LogLines; timeouts?: Partial<StoreTimeouts> } = {}): Promise<ClusterStores> {
   const stores = await openClusterStores({
     postgresUrl: opts.url ?? pg.url,
     cacheDir: path.join(tmp, name),
@@ -78,6 +78,7 @@ async function openNode(name: string, opts: { url?: string; modelId?: string; di
     dimension: opts.dimension ?? DIM,
     galleryConfig,
     logger: createLogger('info', opts.log ?? new LogLines()),
+    timeouts: opts.timeouts,
   });
   opened.push(stores);
   return stores;
@@ -262,6 +263,31 @@ describe('two nodes on one PostgreSQL', () => {
     expect(a.gallery.counts()).toEqual(b.gallery.counts());
     expect(a.gallery.counts().identities).toBe(counts.identities + 1);
   }, 40_000);
+
+  it('PostgreSQL unreachable without a reset (a partition): writes fail within the timeouts, the feed notices, both recover', async () => {
+    const timeouts = { connectMs: 500, queryMs: 1000, heartbeatMs: 300 };
+    const c = await openNode('partition-c', { timeouts });
+    const d = await openNode('partition-d', { timeouts });
+    const known = randomUnit();
+    await c.galleryWriter.addTemplates({ id: 'before-partition', name: 'Before Partition' }, [{ source: 'p.jpg', embedding: known }]);
+    await d.caughtUp();
+    pg.freeze();
+    try {
+      const t0 = Date.now();
+      await expectCode(c.galleryWriter.createIdentity({ id: 'during-partition', name: 'During' }), 'STORE_UNAVAILABLE');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      await until(() => !c.connected() && !d.connected(), 5000, 'the nodes to notice the partition');
+      expect(d.gallery.identify(known).match?.identityId).toBe('before-partition');
+    } finally {
+      pg.thaw();
+    }
+    await until(() => c.connected() && d.connected(), 10_000, 'both nodes to reconnect');
+    const v = randomUnit();
+    await d.galleryWriter.addTemplates({ id: 'during-partition', name: 'Retried' }, [{ source: 'q.jpg', embedding: v }]);
+    await until(() => c.gallery.identify(v).match?.identityId === 'during-partition', 1000, 'the write after the partition on the other node');
+    await closeNode(c);
+    await closeNode(d);
+  }, 30_000);
 
   it('a node that was closed catches up on start; a deleted replica is rebuilt with the same ids', async () => {
     await closeNode(b);

@@ -22,7 +22,21 @@ export interface ClusterStoreOptions {
   galleryConfig: GalleryConfig;
   defaultMinSimilarity?: number;
   logger: Logger;
+  /** How long PostgreSQL may take before it counts as unreachable (defaults in STORE_TIMEOUTS; tests shorten them). */
+  timeouts?: Partial<StoreTimeouts>;
 }
+
+/** Bounds on waiting for PostgreSQL (ms). */
+export interface StoreTimeouts {
+  /** Opening a connection. */
+  connectMs: number;
+  /** One statement's answer: a partitioned server otherwise hangs a write until TCP gives up. */
+  queryMs: number;
+  /** Interval of the change feed's liveness check (its answer may take queryMs, capped at 5 s). */
+  heartbeatMs: number;
+}
+
+export const STORE_TIMEOUTS: StoreTimeouts = { connectMs: 3000, queryMs: 15_000, heartbeatMs: 10_000 };
 
 /** The stores of one cluster node. */
 export interface ClusterStores {

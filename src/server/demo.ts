@@ -41,11 +41,11 @@ export function displayName(folder: string): string {
  * stream of that id exists (a restart keeps what the user changed).
  */
 export async function setupDemo(server: RunningServer, paths: DemoPaths): Promise<{ enrolled: DirEnrollSummary | null; streamCreated: boolean }> {
-  const { gallery, enroller, streams } = server.ctx;
+  const { gallery, galleryWriter, enroller, streams } = server.ctx;
   let enrolled: DirEnrollSummary | null = null;
   if (gallery.counts().identities === 0 && fs.existsSync(paths.faces)) {
     for (const { identity } of listIdentityFolders(paths.faces)) {
-      gallery.createIdentity({ id: folderIdentityId(identity), name: displayName(identity) });
+      await galleryWriter.createIdentity({ id: folderIdentityId(identity), name: displayName(identity) });
     }
     enrolled = await enrollDirectory(enroller, paths.faces);
   }

@@ -25,6 +25,12 @@ export interface PostgresServer {
   halt(): Promise<void>;
   /** Starts a halted server again. */
   resume(): Promise<void>;
+  /**
+   * Suspends every process of the server (SIGSTOP) without closing a connection: what clients see
+   * of a network partition (nothing answers, nothing is reset). thaw() resumes them.
+   */
+  freeze(): void;
+  thaw(): void;
   /** Stops the server and removes its data. */
   stop(): Promise<void>;
 }
@@ -103,6 +109,14 @@ export async function startPostgres(): Promise<PostgresServer> {
     return `postgres://${USER}@127.0.0.1:${port}/${name}`;
   };
 
+  /** The postmaster and its backends (children). */
+  const processes = (): number[] => {
+    const pid = child?.pid;
+    if (!pid) return [];
+    const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)]).toString().split('\n').map((l) => Number(l.trim())).filter((p) => p > 0);
+    return [pid, ...children];
+  };
+
   await start();
   const url = await createDatabase('facestream');
   return {
@@ -115,6 +129,12 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     halt,
     resume: start,
+    freeze: () => {
+      for (const pid of processes()) process.kill(pid, 'SIGSTOP');
+    },
+    thaw: () => {
+      for (const pid of processes()) process.kill(pid, 'SIGCONT');
+    },
     stop: async () => {
       await halt();
       process.off('exit', killOnExit);

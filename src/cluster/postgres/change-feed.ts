@@ -5,9 +5,16 @@ import { CHANNEL, type ChangeRow, type PostgresDatabase } from './database.js';
 
 /** How many changes one read takes. */
 const PAGE = 500;
-/** Reconnection backoff: first wait, growth factor, ceiling (ms). */
+/** Reconnection backoff: first wait and ceiling (ms); the wait doubles after each failed attempt. */
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5000;
+/**
+ * The longest the LISTEN connection's liveness check (every timeouts.heartbeatMs) may take to
+ * answer: a connection cut without a reset (a network partition) otherwise looks alive until TCP
+ * gives up. Each check is also a catch-up read, which bounds the delay of a change should a
+ * notification ever be lost.
+ */
+const HEARTBEAT_TIMEOUT_MAX_MS = 5_000;
 
 export interface ChangeFeedOptions {
   db: PostgresDatabase;
@@ -36,8 +43,10 @@ export class ChangeFeed {
   private reading: Promise<void> | undefined;
   private again = false;
   private backoff = BACKOFF_MIN_MS;
+  private retryWait = BACKOFF_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
   private readonly waiters: { seq: number; resolve: () => void }[] = [];
 
   constructor(private readonly opts: ChangeFeedOptions) {
@@ -58,10 +67,22 @@ export class ChangeFeed {
   async start(): Promise<void> {
     await this.connect();
     await this.read();
+    this.heartbeat = setInterval(() => this.check(), this.opts.db.timeouts.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private check(): void {
+    const client = this.listener;
+    if (!client) return;
+    client.query('SELECT 1').then(
+      () => this.request(),
+      (err: Error) => this.lost(client, err),
+    );
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.opts.db.url, connectionTimeoutMillis: 3000 });
+    const { connectMs, queryMs } = this.opts.db.timeouts;
+    const client = new pg.Client({ connectionString: this.opts.db.url, connectionTimeoutMillis: connectMs, keepAlive: true, query_timeout: Math.min(queryMs, HEARTBEAT_TIMEOUT_MAX_MS) });
     client.on('notification', (msg) => {
       if (msg.channel === CHANNEL) this.request();
     });
@@ -121,16 +142,22 @@ export class ChangeFeed {
       this.again = true;
       return;
     }
-    this.read().catch((err: unknown) => {
-      this.opts.logger.warn({ err: (err as Error).message }, 'reading the change log failed; retrying');
-      if (!this.retryTimer && !this.closed) {
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.request();
-        }, 500);
-        this.retryTimer.unref();
-      }
-    });
+    this.read().then(
+      () => (this.retryWait = BACKOFF_MIN_MS),
+      (err: unknown) => {
+        // Retried with the reconnection backoff: a change that cannot be applied must not flood the log.
+        const wait = this.retryWait;
+        this.retryWait = Math.min(this.retryWait * 2, BACKOFF_MAX_MS);
+        this.opts.logger.warn({ err: (err as Error).message, applied: this.appliedSeq, retryInMs: wait }, 'applying the change log to this node\'s replica failed; retrying');
+        if (!this.retryTimer && !this.closed) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.request();
+          }, wait);
+          this.retryTimer.unref();
+        }
+      },
+    );
   }
 
   private read(): Promise<void> {
@@ -196,6 +223,7 @@ export class ChangeFeed {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.retryTimer);
+    clearInterval(this.heartbeat);
     await this.reading?.catch(() => undefined);
     const client = this.listener;
     this.listener = undefined;

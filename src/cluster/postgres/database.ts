@@ -2,6 +2,7 @@ import pg from 'pg';
 import { FacestreamError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { redactText } from '../../redact.js';
+import type { StoreTimeouts } from '../stores.js';
 
 /**
  * The connection pool to the cluster's PostgreSQL, its write transactions and what its errors
@@ -33,7 +34,7 @@ export interface WriteTransaction {
   logChange(kind: ChangeKind, ref: string | number): Promise<void>;
 }
 
-const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|Connection terminated|connection error|timeout exceeded when trying to connect|not queryable|Client was closed/i;
+const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|Connection terminated|connection error|timeout exceeded when trying to connect|Query read timeout|not queryable|Client was closed/i;
 
 /**
  * Whether an error means PostgreSQL cannot be reached (refused, cut, shutting down, starting up,
@@ -54,10 +55,18 @@ export class PostgresDatabase {
   constructor(
     readonly url: string,
     private readonly logger: Logger,
-    opts: { maxConnections?: number; connectTimeoutMs?: number } = {},
+    readonly timeouts: StoreTimeouts,
+    opts: { maxConnections?: number } = {},
   ) {
     this.where = redactText(url);
-    this.pool = new pg.Pool({ connectionString: url, max: opts.maxConnections ?? 4, connectionTimeoutMillis: opts.connectTimeoutMs ?? 3000, idleTimeoutMillis: 10_000 });
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: opts.maxConnections ?? 4,
+      connectionTimeoutMillis: timeouts.connectMs,
+      query_timeout: timeouts.queryMs,
+      keepAlive: true,
+      idleTimeoutMillis: 10_000,
+    });
     // An idle pooled connection cut by a restart of PostgreSQL emits here; the pool replaces it.
     this.pool.on('error', (err) => this.logger.debug({ err: err.message }, 'idle PostgreSQL connection lost'));
   }

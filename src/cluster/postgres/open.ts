@@ -1,5 +1,5 @@
 import { TemplateIds } from '../../index/template-ids.js';
-import type { ClusterStoreOptions, ClusterStores } from '../stores.js';
+import { STORE_TIMEOUTS, type ClusterStoreOptions, type ClusterStores } from '../stores.js';
 import { ChangeFeed } from './change-feed.js';
 import { PostgresDatabase, type ChangeRow } from './database.js';
 import { PostgresApiKeyStore, PostgresStreamDefinitionStore } from './definitions.js';
@@ -16,7 +16,7 @@ const CATCH_UP_TIMEOUT_MS = 30_000;
  * change since the one it last applied.
  */
 export async function openPostgresStores(opts: ClusterStoreOptions): Promise<ClusterStores> {
-  const db = new PostgresDatabase(opts.postgresUrl, opts.logger);
+  const db = new PostgresDatabase(opts.postgresUrl, opts.logger, { ...STORE_TIMEOUTS, ...opts.timeouts });
   let feed: ChangeFeed | undefined;
   let gallery: Awaited<ReturnType<typeof openReplica>>['gallery'] | undefined;
   try {
