@@ -34,8 +34,8 @@ afterAll(async () => {
 async function worker(nodeId: string) {
   const nc = await connectNats(nats.url, nodeId, logger);
   conns.push(nc);
-  const leases = new LeaseTable(await openTtlBucket(nc, 'test_leases', TTL, logger), nodeId);
-  const membership = new Membership(await openTtlBucket(nc, 'test_members', TTL, logger));
+  const leases = new LeaseTable(await openTtlBucket(nc, 'test_leases', TTL, logger, 1000), nodeId);
+  const membership = new Membership(await openTtlBucket(nc, 'test_members', TTL, logger, 1000));
   const running = new Set<string>();
   const ownership: StreamOwnership = new StreamOwnership({
     config: { nodeId, role: 'worker', leaseTtlMs: TTL, heartbeatMs: BEAT, rebalanceThreshold: 0.2 },
@@ -109,5 +109,19 @@ describe('stream leases on JetStream KV', () => {
     await until('w1 takes w3 streams after its clean leave', () => w1.running.size === 4, BEAT * 10);
     await w1.ownership.close();
     expect((await w1.leases.holders()).size).toBe(0);
+  }, 60_000);
+
+  it('a worker cut off from NATS for longer than the TTL stops its streams itself, and takes them again when NATS is back', async () => {
+    const w = await worker('w4');
+    w.ownership.start();
+    await until('w4 runs all four', () => w.running.size === 4);
+    const down = nats.restart({ downMs: TTL * 3 });
+    // Fenced within TTL + a heartbeat + one KV timeout (1 s here), while NATS is still down.
+    const cut = Date.now();
+    await until('w4 to stop its streams', () => w.running.size === 0, TTL * 3);
+    console.log(`self-fenced ${Date.now() - cut} ms after NATS went away (TTL ${TTL} ms)`);
+    await down;
+    await until('w4 runs all four again', () => w.running.size === 4, 20_000);
+    await w.ownership.close();
   }, 60_000);
 });

@@ -52,8 +52,9 @@ export class ClusterNode {
     try {
       const names = new ClusterNames(config.prefix);
       await ensureEventStream(nc, names.eventStream, names.allEvents, deps.logger);
-      const leases = new LeaseTable(await openTtlBucket(nc, names.leaseBucket, config.leaseTtlMs, deps.logger), config.nodeId);
-      const membership = new Membership(await openTtlBucket(nc, names.memberBucket, config.leaseTtlMs, deps.logger));
+      const timeout = Math.max(1000, config.heartbeatMs);
+      const leases = new LeaseTable(await openTtlBucket(nc, names.leaseBucket, config.leaseTtlMs, deps.logger, timeout), config.nodeId);
+      const membership = new Membership(await openTtlBucket(nc, names.memberBucket, config.leaseTtlMs, deps.logger, timeout));
       return new ClusterNode(config, nc, leases, membership, deps);
     } catch (err) {
       await nc.close().catch(() => undefined);

@@ -7,9 +7,12 @@ import type { Logger } from '../../log.js';
  * write (the bucket's max age: NATS 2.9 has no per-key TTL, so every entry of a bucket shares it).
  * File storage: a NATS restart keeps the leases, so running streams stay where they are.
  * A bucket created earlier with another TTL is used as it is, with a warning: its TTL wins.
+ * `timeoutMs`: how long one KV operation may wait for an answer.
  */
-export async function openTtlBucket(nc: NatsConnection, name: string, ttlMs: number, logger: Logger): Promise<KV> {
-  const js = nc.jetstream();
+export async function openTtlBucket(nc: NatsConnection, name: string, ttlMs: number, logger: Logger, timeoutMs = 5000): Promise<KV> {
+  // Operations fail after timeoutMs instead of waiting out a NATS outage: a worker must notice
+  // within about a heartbeat that it cannot renew its leases (see ownership.ts).
+  const js = nc.jetstream({ timeout: timeoutMs });
   try {
     return await js.views.kv(name, { ttl: ttlMs, history: 1, storage: StorageType.File });
   } catch (err) {
