@@ -30,8 +30,9 @@ export const clusterSchema = z
     role: z.enum(clusterRoles).default('both'),
     /**
      * This node's name in leases, membership, metrics (`node` label) and subjects. Letters,
-     * digits, - and _. Default hostname-pid, new at each start; a fixed one lets a restarted node
-     * resume its durable event consumer instead of starting a new one. Also FACESTREAM_NODE_ID.
+     * digits, - and _. Default hostname-pid, new at each start; a fixed one lets a restarted
+     * worker take back at once the leases it still holds (instead of waiting for them to expire),
+     * and keeps its metrics' `node` label across restarts. Also FACESTREAM_NODE_ID.
      */
     nodeId: z
       .string()
