@@ -55,6 +55,10 @@ export const ENV_VARS: Record<string, string> = {
   FACESTREAM_FFMPEG: 'ingest.ffmpegPath',
   FACESTREAM_RTSP_TRANSPORT: 'ingest.rtspTransport',
   FACESTREAM_MQTT_URL: 'mqtt.url',
+  FACESTREAM_CLUSTER_POSTGRES: 'cluster.postgres',
+  FACESTREAM_CLUSTER_NATS: 'cluster.nats',
+  FACESTREAM_CLUSTER_ROLE: 'cluster.role',
+  FACESTREAM_NODE_ID: 'cluster.nodeId',
   FACESTREAM_MQTT_USERNAME: 'mqtt.username',
   FACESTREAM_MQTT_PASSWORD: 'mqtt.password',
 };

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { defaultModelsDir } from '../paths.js';
+import { clusterSchema } from './sections/cluster.js';
 import { gallerySchema } from './sections/gallery.js';
 import { historySchema } from './sections/history.js';
 import { ingestSchema } from './sections/ingest.js';
@@ -224,6 +225,8 @@ export const configSchema = z.strictObject({
   server: serverSchema,
   mqtt: mqttSchema,
   history: historySchema,
+  /** Cluster mode (sections/cluster.ts, docs/cluster.md); absent: one embedded process, as before. */
+  cluster: clusterSchema.optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -212,6 +212,11 @@ export class Pipeline {
     return this.streams.get(id)?.stats;
   }
 
+  /** Smoothed processing cost of one frame of a stream (ms); 0 before its first frame. */
+  streamCostMs(id: string): number | undefined {
+    return this.streams.get(id)?.costMs;
+  }
+
   appearances(id: string): AppearanceLog | undefined {
     return this.streams.get(id)?.appearances;
   }

@@ -8,6 +8,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { workerOnlyRoutes } from '../cluster/worker-routes.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { allows, ApiKeys, presentedKey, WS_PROTOCOL, type Access } from './auth.js';
 import { comprefaceRoutes } from './compat/compreface.js';
@@ -120,6 +121,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     },
   });
 
+  if (ctx.cluster && !ctx.cluster.servesClients) workerOnlyRoutes(app, ctx.cluster.config.nodeId);
   app.addHook('onRequest', async (req, reply) => {
     const access = accessOf(req);
     const key = presentedKey(req.headers);

@@ -1,3 +1,4 @@
+import type { ClusterNode } from '../cluster/node.js';
 import type { Config } from '../config/schema.js';
 import type { AppearanceHistory } from '../history/history.js';
 import type { Enroller } from '../index/enroll.js';
@@ -45,6 +46,8 @@ export interface ServerContext {
   /** The server's data directory (temporary files for export/import go under it). */
   dataDir: string;
   version: string;
+  /** Cluster mode: this node's part over NATS (role, leases, results); undefined in embedded mode. */
+  cluster?: ClusterNode;
 }
 
 declare module 'fastify' {

@@ -65,8 +65,10 @@ export class ServerMetrics {
   /** Processed FPS of a stream, from the pipeline (set by the server). */
   fpsSource: ((streamId: string) => number | undefined) | undefined;
 
-  constructor(opts: { version?: string; defaultMetrics?: boolean } = {}) {
+  /** `nodeId`: cluster mode's node id, added as a `node` label to every series (Prometheus scraping several nodes). */
+  constructor(opts: { version?: string; defaultMetrics?: boolean; nodeId?: string } = {}) {
     const r = [this.registry];
+    if (opts.nodeId) this.registry.setDefaultLabels({ node: opts.nodeId });
     if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS });
     new client.Gauge({ name: 'facestream_build_info', help: 'Always 1; labels say which facestream runs.', labelNames: ['version'], registers: r }).set({ version: opts.version ?? 'unknown' }, 1);
     this.stage = new client.Histogram({

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { ClusterStores } from '../cluster/stores.js';
+import { ClusterNode } from '../cluster/node.js';
+import { openClusterStores, type ClusterStores } from '../cluster/stores.js';
 import type { Config } from '../config/schema.js';
 import { errorMessage, FacestreamError } from '../errors.js';
 import { startHistory } from '../history/service.js';
@@ -22,6 +23,7 @@ import { ApiKeys, generateKey, hashKey, parseConfiguredKey, type Role } from './
 import { SqliteStreamDefinitionStore, type ApiKeyStore } from './definition-stores.js';
 import type { Readiness, ServerContext } from './context.js';
 import { LiveHub } from './live/hub.js';
+import { PipelineLiveSource } from './live/source.js';
 import { PictureGate } from './picture-gate.js';
 import { ServerMetrics } from './metrics.js';
 import { ServerStore } from './store.js';
@@ -122,7 +124,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     ? { ...config, server: { ...config.server, sources: { ...config.server.sources, allowedDirs: [...config.server.sources.allowedDirs, ...opts.extraSourceDirs] } } }
     : config;
   const readiness: Readiness = { models: false, gallery: false, streams: false, shuttingDown: false };
-  const metrics = new ServerMetrics({ version });
+  const metrics = new ServerMetrics({ version, nodeId: cfg.cluster?.nodeId });
   const cleanup: (() => Promise<void> | void)[] = [];
   const runCleanup = async () => {
     for (const fn of cleanup.reverse()) {
@@ -137,16 +139,14 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
 
   cleanup.push(() => metrics.close());
   try {
+    // Cluster mode (docs/cluster.md): NATS first, so that a wrong URL fails the start before models load.
+    const cluster = cfg.cluster ? await ClusterNode.start(cfg.cluster, { registry: metrics.registry, logger }) : undefined;
+    if (cluster) cleanup.push(() => cluster.close());
     const dataDir = path.resolve(cfg.server.dataDir);
     const store = new ServerStore(dataDir);
     cleanup.push(() => store.close());
-    const { keys, generated, source, readOnlyOnly } = opts.stores ? await resolveStoredKeys(cfg.server, opts.stores.apiKeys, opts.resetKey) : resolveKeys(cfg.server, store, opts.resetKey);
-    if (readOnlyOnly) {
-      logger.warn(
-        { keySource: source },
-        `only read-only API keys are configured (server.auth.readOnlyKeys); the write key is the ${source === 'generated' ? 'one generated now' : `generated one stored in ${store.dir}`}. Set server.auth.keys to use your own.`,
-      );
-    }
+    // With PostgreSQL stores the generated key lives there (shared by every node): resolved once the stores are open.
+    const embeddedKeys = cfg.cluster || opts.stores ? undefined : resolveKeys(cfg.server, store, opts.resetKey);
 
     let analyzer = opts.analyzer;
     if (!analyzer) {
@@ -158,19 +158,28 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
     await warmUp(analyzer);
     readiness.models = true;
 
-    const gallery =
-      opts.stores?.gallery ??
-      (await Gallery.open(path.resolve(cfg.gallery.dir), {
-        modelId: analyzer.embedder.modelId,
-        dimension: analyzer.embedder.dimension,
-        config: cfg.gallery,
-        logger,
-        defaultMinSimilarity: cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity,
-      }));
-    if (!opts.stores) cleanup.push(() => gallery.close());
+    const defaultMinSimilarity = cfg.embedding.minSimilarity ?? analyzer.embedder.defaultMinSimilarity;
+    let stores: ClusterStores | undefined = opts.stores;
+    if (!stores && cfg.cluster) {
+      // Cluster mode: the gallery is this node's replica of PostgreSQL (src/cluster/stores.ts); the local cache lives under gallery.dir.
+      const opened = await openClusterStores({ postgresUrl: cfg.cluster.postgres, cacheDir: path.resolve(cfg.gallery.dir), modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, galleryConfig: cfg.gallery, defaultMinSimilarity, logger });
+      cleanup.push(() => opened.close());
+      stores = opened;
+    }
+    const gallery = stores
+      ? stores.gallery
+      : await Gallery.open(path.resolve(cfg.gallery.dir), { modelId: analyzer.embedder.modelId, dimension: analyzer.embedder.dimension, config: cfg.gallery, logger, defaultMinSimilarity });
+    if (!stores) cleanup.push(() => gallery.close());
+    const { keys, generated, source, readOnlyOnly } = embeddedKeys ?? (await resolveStoredKeys(cfg.server, stores!.apiKeys, opts.resetKey));
+    if (readOnlyOnly) {
+      logger.warn(
+        { keySource: source },
+        `only read-only API keys are configured (server.auth.readOnlyKeys); the write key is the ${source === 'generated' ? 'one generated now' : `generated one stored in ${stores ? 'PostgreSQL' : store.dir}`}. Set server.auth.keys to use your own.`,
+      );
+    }
     readiness.gallery = true;
     metrics.galleryCounts(gallery.counts());
-    const galleryWriter = opts.stores?.galleryWriter ?? new EmbeddedGalleryWriter(gallery);
+    const galleryWriter = stores?.galleryWriter ?? new EmbeddedGalleryWriter(gallery);
     const enroller = new Enroller(gallery, analyzer, cfg.gallery, { limits: cfg.limits, writer: galleryWriter });
 
     // Opened before the pipeline so that it closes after it: the appearances still open are written.
@@ -186,7 +195,7 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       return { 'in-flight': q.inFlight, waiting: q.waiting, detect: q.detect, embed: q.embed, attributes: q.attributes };
     };
 
-    const streams = new StreamManager(opts.stores?.streams ?? new SqliteStreamDefinitionStore(store), pipeline, cfg, logger);
+    const streams = new StreamManager(stores?.streams ?? new SqliteStreamDefinitionStore(store), pipeline, cfg, logger, cluster?.placement);
     cleanup.push(() => streams.close());
     await streams.load();
     streams.on('change', ({ type, stream }) => {
@@ -200,19 +209,24 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       metrics.setStreamState(s.id, s.state);
     }
 
-    if (cfg.mqtt.url) {
+    // What viewers and MQTT see: this process's pipeline, or in cluster mode every worker's results over NATS.
+    // (A worker-only node serves no viewers: its routes are refused, see app.ts; its hub shows its own streams.)
+    const live = cluster?.liveSource() ?? new PipelineLiveSource(pipeline, streams);
+    cleanup.push(() => live.close());
+
+    if (cfg.mqtt.url && cluster?.servesClients !== false) {
       // Closed before the streams (cleanup runs in reverse): subscribers see them stopped, then "offline".
-      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, pipeline, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
+      const mqtt = startMqtt({ config: { ...cfg.mqtt, url: cfg.mqtt.url }, source: live, streams, gallery, logger, version, graceMs: cfg.pipeline.appearanceGraceMs, registry: metrics.registry, history });
       cleanup.push(() => mqtt.close());
     }
 
-    const hub = new LiveHub({ pipeline, streams, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
+    const hub = new LiveHub({ source: live, gallery: () => gallery, metrics, config: cfg.server.websocket, logger, history });
 
     const pictureGate = new PictureGate(cfg.server.limits.concurrentPictures, cfg.server.limits.queuedPictures);
-    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, galleryWriter, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history };
-    if (opts.stores && source !== 'config') {
+    const ctx: ServerContext = { config: cfg, logger, analyzer, pipeline, gallery, galleryWriter, enroller, streams, hub, metrics, pictureGate, keys, readiness, dataDir, version, history, cluster };
+    if (stores && source !== 'config') {
       // Another node reset the generated key: this one accepts the new key too.
-      const keyStore = opts.stores.apiKeys;
+      const keyStore = stores.apiKeys;
       const stop = keyStore.onChange(() => {
         resolveStoredKeys(cfg.server, keyStore).then(
           (r) => (ctx.keys = r.keys),
@@ -241,6 +255,8 @@ export async function startServer(config: Config, opts: StartServerOptions = {})
       await app.ready();
     }
     await streams.restore();
+    // The definitions in memory follow PostgreSQL's (StreamManager.load), so the assignment goes on while PostgreSQL is away.
+    if (cluster) await cluster.attach({ streams, pipeline, url: () => url || undefined, wanted: async () => streams.list().filter((s) => s.enabled).map((s) => s.id) });
     readiness.streams = true;
     logger.info({ url, streams: streams.list().length, identities: gallery.counts().identities }, 'facestream server ready');
 

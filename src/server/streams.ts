@@ -58,6 +58,20 @@ interface StreamManagerEvents {
   restart: [streamId: string, count: number];
 }
 
+/**
+ * Where a stream runs. Embedded mode: every enabled stream runs here. Cluster mode
+ * (src/cluster/ownership.ts): only the streams whose lease this node holds; the others are
+ * shown with their owner's last status.
+ */
+export interface StreamPlacement {
+  /** Whether this node should run the stream's reader. */
+  runsHere(id: string): boolean;
+  /** The live view of a stream another node runs (its last published status), if known. */
+  remoteInfo?(id: string): StreamInfo | undefined;
+}
+
+const RUN_EVERYTHING: StreamPlacement = { runsHere: () => true };
+
 /** A running reader and what the manager knows beside it. */
 interface Running {
   source: FrameSource;
@@ -93,8 +107,30 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     private readonly pipeline: Pipeline,
     private readonly config: Pick<Config, 'ingest' | 'server'>,
     private readonly logger: Logger,
+    private readonly placement: StreamPlacement = RUN_EVERYTHING,
   ) {
     super();
+  }
+
+  /** Whether this node runs the stream's reader now. */
+  isRunningHere(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  /**
+   * Starts or stops a stream's reader to match its definition and the placement (cluster mode
+   * calls this when this node gains or loses a stream's lease). A stream not (yet) known here is
+   * ignored; it starts when its definition arrives (refresh).
+   */
+  async applyPlacement(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      const def = this.defs.get(id);
+      const wanted = !!def && def.enabled && this.placement.runsHere(id);
+      if (this.running.has(id) && !wanted) {
+        await this.stopReader(id);
+        if (def) this.emitChange('state', def);
+      } else if (!this.running.has(id) && wanted) await this.startReader(def);
+    });
   }
 
   /** Reads the stored definitions (before list() or restore()) and follows the store's changes. */
@@ -106,8 +142,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   /**
    * A definition changed in the store, possibly by another node: the memory follows, and a
-   * reader of a stream removed, disabled or with another source stops (starting streams of a
-   * cluster is the assignment's business, not this).
+   * reader of a stream removed, disabled or with another source stops; it starts again (with the
+   * new source) if the placement says it runs here (cluster mode: this node holds its lease).
    */
   private async refresh(id: string): Promise<void> {
     const stored = await this.store.get(id);
@@ -124,6 +160,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.defs.set(id, stored);
     if (held && (!stored.enabled || stored.url !== held.url || SOURCE_FIELDS.some((k) => stored[k] !== held[k]))) await this.stopReader(id);
     this.emitChange(held ? 'updated' : 'added', stored);
+    if (stored.enabled) await this.startReader(stored);
   }
 
   /** Starts every enabled stream found in the store (server start). */
@@ -264,7 +301,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   }
 
   private async startReader(def: StreamDefinition): Promise<void> {
-    if (this.closed || this.running.has(def.id)) return;
+    if (this.closed || this.running.has(def.id) || !this.placement.runsHere(def.id)) return;
     this.setupErrors.delete(def.id);
     let source: FrameSource;
     try {
@@ -320,6 +357,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   private info(def: StreamDefinition): StreamInfo {
     const run = this.running.get(def.id);
+    const remote = run || !def.enabled ? undefined : this.placement.remoteInfo?.(def.id);
+    if (remote) return { ...remote, id: def.id, name: def.name, url: redactUrl(def.url), enabled: def.enabled, options: pickOptions(def), createdAt: def.createdAt, updatedAt: def.updatedAt };
     const stats = this.pipeline.streamStats(def.id);
     const src = run?.source.stats;
     const setupError = this.setupErrors.get(def.id);

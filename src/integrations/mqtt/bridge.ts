@@ -1,6 +1,7 @@
 import type { MqttConfig } from '../../config/sections/mqtt.js';
 import type { Gallery, IdentityRecord } from '../../index/gallery.js';
-import type { AppearanceEvent, PipelineBus } from '../../pipeline/bus.js';
+import type { AppearanceEvent } from '../../pipeline/bus.js';
+import type { LiveSource } from '../../server/live/source.js';
 import type { FrameResult } from '../../pipeline/result.js';
 import type { StreamChange, StreamInfo } from '../../server/streams.js';
 import type { HomeAssistantDiscovery } from './discovery.js';
@@ -11,9 +12,10 @@ export interface MessageSink {
   publish(topic: string, payload: string, retain: boolean): void;
 }
 
-/** The parts of the server the bridge reads: the pipeline's bus and presence, streams, gallery. */
+/** The parts of the server the bridge reads: the live results and presence, streams, gallery. */
 export interface BridgeSources {
-  bus: PipelineBus;
+  /** Results and appearance events: this process's pipeline, or every worker's over NATS (cluster mode). */
+  bus: Pick<LiveSource, 'on' | 'off'>;
   /** Who is in view on a stream now (the pipeline's appearance log). */
   present(streamId: string): { id: string; name: string; firstSeen: number }[];
   streams: {

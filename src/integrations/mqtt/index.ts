@@ -3,7 +3,7 @@ import type { MqttConfig } from '../../config/sections/mqtt.js';
 import type { AppearanceHistory } from '../../history/history.js';
 import type { Gallery } from '../../index/gallery.js';
 import type { Logger } from '../../log.js';
-import type { Pipeline } from '../../pipeline/pipeline.js';
+import type { LiveSource } from '../../server/live/source.js';
 import type { StreamManager } from '../../server/streams.js';
 import { MqttBridge } from './bridge.js';
 import { HomeAssistantDiscovery } from './discovery.js';
@@ -19,7 +19,8 @@ export interface MqttIntegration {
 
 export interface MqttIntegrationDeps {
   config: MqttConfig & { url: string };
-  pipeline: Pipeline;
+  /** Results and appearances to publish (see LiveSource). */
+  source: LiveSource;
   streams: StreamManager;
   gallery: Gallery;
   logger: Logger;
@@ -50,7 +51,7 @@ export function startMqtt(deps: MqttIntegrationDeps): MqttIntegration {
     subscriptions: [identityStates, ...(ha ? [ha.homeAssistantStatusTopic] : [])],
   });
   const bridge = new MqttBridge(
-    { bus: deps.pipeline.bus, present: (id) => deps.pipeline.appearances(id)?.current() ?? [], streams: deps.streams, gallery: deps.gallery, appearances: deps.history && ((s, t, who, appeared) => deps.history!.eventRefs(s, t, who, appeared)) },
+    { bus: deps.source, present: (id) => deps.source.appearances(id)?.current ?? [], streams: deps.streams, gallery: deps.gallery, appearances: deps.history && ((s, t, who, appeared) => deps.history!.eventRefs(s, t, who, appeared)) },
     publisher,
     topics,
     ha,

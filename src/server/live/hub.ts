@@ -5,18 +5,18 @@ import type { AppearanceHistory } from '../../history/history.js';
 import type { Gallery } from '../../index/gallery.js';
 import type { Logger } from '../../log.js';
 import type { AppearanceEvent } from '../../pipeline/bus.js';
-import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { FrameResult, PipelineFrame } from '../../pipeline/result.js';
+import type { FrameResult } from '../../pipeline/result.js';
 import type { ServerMetrics } from '../metrics.js';
-import type { StreamChange, StreamManager } from '../streams.js';
+import type { StreamChange } from '../streams.js';
 import { LiveClient, textPayload, type Payload } from './client.js';
 import { forwardHistory } from './history-events.js';
-import { FrameJpegEncoder, type EncodedFrame } from './jpeg.js';
+import type { EncodedFrame } from './jpeg.js';
 import { packJpegFrame, type JpegHeader, type JpegOptions, type StateMessage, type Subscription } from './protocol.js';
+import type { LivePicture, LiveSource } from './source.js';
 
 export interface LiveHubDeps {
-  pipeline: Pipeline;
-  streams: StreamManager;
+  /** Results, appearances and stream changes to show (this process's pipeline, or NATS in cluster mode). */
+  source: LiveSource;
   gallery: () => Gallery | undefined;
   metrics: ServerMetrics;
   config: WebSocketConfig;
@@ -44,29 +44,33 @@ const GALLERY_EVENTS = ['identity-created', 'identity-updated', 'identity-remove
  */
 export class LiveHub {
   private readonly clients = new Map<string, LiveClient>();
-  private readonly encoder = new FrameJpegEncoder();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribe: (() => void)[] = [];
   private galleryListening: Gallery | undefined;
   private closing = false;
 
   constructor(private readonly deps: LiveHubDeps) {
-    const { pipeline, streams } = deps;
-    const onFrame = (result: FrameResult, frame: PipelineFrame) => this.onFrame(result, frame);
+    const { source } = deps;
+    const onFrame = (result: FrameResult, picture: LivePicture | undefined) => this.onFrame(result, picture);
     const onAppearance = (event: AppearanceEvent) => this.onAppearance(event);
     const onStream = (change: StreamChange) => this.broadcast({ v: 1, type: 'stream', event: change.type, stream: change.stream });
-    pipeline.bus.on('frame', onFrame);
-    pipeline.bus.on('appearance', onAppearance);
-    streams.on('change', onStream);
+    source.on('frame', onFrame);
+    source.on('appearance', onAppearance);
+    source.on('stream', onStream);
     this.unsubscribe.push(
-      () => pipeline.bus.off('frame', onFrame),
-      () => pipeline.bus.off('appearance', onAppearance),
-      () => streams.off('change', onStream),
+      () => source.off('frame', onFrame),
+      () => source.off('appearance', onAppearance),
+      () => source.off('stream', onStream),
     );
     this.watchGallery();
     if (deps.history) this.unsubscribe.push(forwardHistory(deps.history, (streamId, payload) => this.publish(streamId, payload)));
     this.timers.push(setInterval(() => this.heartbeat(), deps.config.heartbeatMs));
-    this.timers.push(setInterval(() => this.sendStats(), 1000));
+    this.timers.push(
+      setInterval(() => {
+        this.sendStats();
+        this.announcePictureInterest();
+      }, 1000),
+    );
   }
 
   get clientCount(): number {
@@ -180,20 +184,21 @@ export class LiveHub {
     } else return fail('jpeg must be false or { fps, width, quality }');
     client.subscription = { streams, jpeg };
     client.lastJpegAt.clear();
+    this.announcePictureInterest();
     client.sendNow(this.state('state', client));
   }
 
   /** The current state a (re)connecting client needs. */
   private state(type: 'hello' | 'state', client: LiveClient): StateMessage {
-    const { pipeline, streams } = this.deps;
-    const all = streams.list();
+    const { source } = this.deps;
+    const all = source.streams();
     const appearances: StateMessage['appearances'] = {};
     const log: AppearanceEvent[] = [];
     for (const s of all) {
       if (!client.wants(s.id)) continue;
-      const a = pipeline.appearances(s.id);
+      const a = source.appearances(s.id);
       if (!a) continue;
-      appearances[s.id] = a.current();
+      appearances[s.id] = a.current;
       log.push(...a.log.slice(-50));
     }
     log.sort((x, y) => (x.type === 'left' ? x.lastSeen : x.firstSeen) - (y.type === 'left' ? y.lastSeen : y.firstSeen));
@@ -211,7 +216,7 @@ export class LiveHub {
     };
   }
 
-  private onFrame(result: FrameResult, frame: PipelineFrame): void {
+  private onFrame(result: FrameResult, picture: LivePicture | undefined): void {
     if (this.clients.size === 0) return;
     const message = { v: 1 as const, type: 'frame' as const, ...result };
     let text: Payload | undefined;
@@ -221,9 +226,9 @@ export class LiveHub {
       if (!client.wants(result.streamId)) continue;
       text ??= textPayload(message);
       const jpeg = client.subscription.jpeg;
-      if (jpeg && now - (client.lastJpegAt.get(result.streamId) ?? 0) >= 1000 / jpeg.fps - 5) {
+      if (jpeg && picture && now - (client.lastJpegAt.get(result.streamId) ?? 0) >= 1000 / jpeg.fps - 5) {
         const key = `${jpeg.width}:${jpeg.quality}`;
-        if (!encodings.has(key)) encodings.set(key, this.encoder.encode(frame, jpeg.width, jpeg.quality));
+        if (!encodings.has(key)) encodings.set(key, picture.encode(jpeg.width, jpeg.quality));
         const encoding = encodings.get(key);
         if (encoding) {
           client.lastJpegAt.set(result.streamId, now);
@@ -270,7 +275,7 @@ export class LiveHub {
 
   private sendStats(): void {
     if (this.clients.size === 0) return;
-    const streams = this.deps.streams.list().map((s) => ({ id: s.id, state: s.state, fps: s.fps, inputFps: s.inputFps, lastLatencyMs: s.stats.lastLatencyMs, processed: s.stats.processed, dropped: s.stats.dropped }));
+    const streams = this.deps.source.streams().map((s) => ({ id: s.id, state: s.state, fps: s.fps, inputFps: s.inputFps, lastLatencyMs: s.stats.lastLatencyMs, processed: s.stats.processed, dropped: s.stats.dropped }));
     this.broadcast({ v: 1, type: 'stats', serverTime: Date.now(), streams, clients: this.clients.size });
   }
 
@@ -285,6 +290,18 @@ export class LiveHub {
       client.socket.ping();
       client.flush();
     }
+  }
+
+  /** Tells the source which streams viewers want pictures of (cluster workers encode JPEGs only for those). */
+  private announcePictureInterest(): void {
+    if (!this.deps.source.wantPictures) return;
+    const wanted = new Set<string>();
+    for (const c of this.clients.values()) {
+      if (!c.subscription.jpeg) continue;
+      if (c.subscription.streams === null) return this.deps.source.wantPictures(null);
+      for (const s of c.subscription.streams) wanted.add(s);
+    }
+    if (wanted.size) this.deps.source.wantPictures([...wanted]);
   }
 
   /** Closes every client with 1001 (going away) and stops listening; resolves when all are closed or after timeoutMs. */
