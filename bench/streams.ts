@@ -11,8 +11,7 @@
  * Options: --clips hamilton,crowd  --streams 1,2,4,8  --models arcface-mbf-112,vggface2-resnet50-arch
  *          --modes tracked,full  --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1
  *          --fps-hamilton 10  --fps-crowd 25  --workers N (pipeline.workers)  --threads N (intra-op
- *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --worker-nice N
- *          (pipeline.workerNice)  --no-recall
+ *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --no-recall
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -94,7 +93,6 @@ export async function run(args: string[]): Promise<void> {
   base.pipeline.workerThreads = Number(arg(args, 'threads', String(base.pipeline.workerThreads)));
   base.pipeline.maxInFlight = Number(arg(args, 'in-flight', String(base.pipeline.maxInFlight)));
   base.pipeline.detect.maxBatch = Number(arg(args, 'detect-batch', String(base.pipeline.detect.maxBatch)));
-  base.pipeline.workerNice = Number(arg(args, 'worker-nice', String(base.pipeline.workerNice)));
   const modelsDir = process.env.FACESTREAM_MODELS_DIR ?? path.join(PACKAGE_ROOT, 'models');
   const runtime = new ModelRuntime(new ModelStore(loadManifest(), modelsDir), base.runtime, logger);
   const rows: Row[] = [];
@@ -216,6 +214,6 @@ export async function run(args: string[]): Promise<void> {
   if (recallRows.length) printTable(`tracked against full on every frame of each clip (offline, min face ${minFace})`, recallRows);
   printTable(`streams (min face ${minFace}, recognition every ${interval} frame(s), ${seconds} s per run, ${base.pipeline.workers} workers x ${base.pipeline.workerThreads} threads)`, rows);
   printTable('mean time per stage (ms; embed/attributes/match per frame that needed them) and mean batch sizes', stageRows);
-  writeResult('streams', { settings: { clips, counts, models, modes, seconds, warmup, minFace, interval, fps: fpsOf, workers: base.pipeline.workers, threadsPerWorker: base.pipeline.workerThreads, workerNice: base.pipeline.workerNice }, recall: recallRows, runs: raw });
+  writeResult('streams', { settings: { clips, counts, models, modes, seconds, warmup, minFace, interval, fps: fpsOf, workers: base.pipeline.workers, threadsPerWorker: base.pipeline.workerThreads }, recall: recallRows, runs: raw });
   await runtime.close();
 }
