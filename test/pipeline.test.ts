@@ -1,5 +1,3 @@
-import os from 'node:os';
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RgbImage } from '../src/image/types.js';
 import type { ModelRuntime } from '../src/models/runtime.js';
@@ -37,22 +35,6 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     big = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).slice(0, 20);
   });
   afterAll(() => runtime.close());
-
-  it.runIf(process.platform === 'linux')('runs the analysis workers below the main thread, which keeps its priority (pipeline.workerNice)', async () => {
-    const niceOf = (task: string) => {
-      const stat = fs.readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-    };
-    const before = new Set(fs.readdirSync('/proc/self/task'));
-    const pipeline = new Pipeline(analyzer, { ...config.pipeline, workers: 2, workerNice: 7 });
-    await pipeline.ready();
-    // The workers and the onnxruntime threads they started: new threads, 7 below the process.
-    const main = niceOf(String(process.pid));
-    const niced = fs.readdirSync('/proc/self/task').filter((t) => !before.has(t) && niceOf(t) === Math.min(19, main + 7));
-    expect(niced.length).toBeGreaterThanOrEqual(2);
-    expect(main).toBe(os.getPriority(0));
-    await pipeline.close();
-  });
 
   it('drops stale frames of an overloaded live stream, keeping memory and latency bounded', async () => {
     const pipeline = new Pipeline(analyzer, config.pipeline);

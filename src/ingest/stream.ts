@@ -1,6 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import os from 'node:os';
 import type ffmpeg from 'fluent-ffmpeg';
 import { ingestSchema, type IngestConfig } from '../config/sections/ingest.js';
 import { errorMessage, FacestreamError, isFacestreamError } from '../errors.js';
@@ -246,13 +245,6 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       if (!proc) return;
       run.proc = proc;
       trackProcess(proc);
-      if (this.config.ffmpegNice > 0 && proc.pid !== undefined) {
-        try {
-          os.setPriority(proc.pid, Math.min(19, os.getPriority(0) + this.config.ffmpegNice));
-        } catch {
-          // The process already exited, or lowering priority is not permitted: it keeps its own.
-        }
-      }
       this.log.debug({ pid: proc.pid, args: [...args.inputOptions, '-i', this.scrub(args.input), ...args.outputOptions] }, 'ffmpeg started');
       if (run.killedFor) this.terminate(proc);
     });

@@ -94,14 +94,6 @@ export const ingestSchema = z
     failOn: z
       .array(ingestErrorCode)
       .default(['UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'REFUSED', 'NO_VIDEO', 'DECODER_NOT_FOUND', 'PROTOCOL_NOT_FOUND', 'INVALID_SOURCE', 'FFMPEG_NOT_FOUND', 'PERMISSION_DENIED']),
-    /**
-     * How much lower every ffmpeg process runs than facestream (nice value added; 0, the default,
-     * leaves them as they are). 0 because a starved decoder loses camera data for good (an RTSP
-     * socket overflows, a UDP stream smears), while an analysis worker below the main thread only
-     * processes fewer of the frames it would drop anyway (pipeline.workerNice). A box that decodes
-     * more than it can analyse may set both to the same value.
-     */
-    ffmpegNice: z.int().min(0).max(19).default(0),
     /** ffmpeg stderr lines kept per stream (credentials scrubbed) for error reports. */
     stderrLines: z.int().min(1).max(10_000).default(50),
     /**

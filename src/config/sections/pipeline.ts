@@ -31,13 +31,6 @@ export const pipelineSchema = z
     workers: z.int().min(0).max(64).default(Math.max(1, os.availableParallelism())),
     /** onnxruntime intra-op threads per analysis worker: 1, because the workers already use every core. */
     workerThreads: z.int().min(1).max(64).default(1),
-    /**
-     * How much lower the analysis workers' threads run than the process (nice value added; Linux;
-     * 0 leaves them as they are). The main thread routes frames and serves HTTP, WebSocket and
-     * MQTT in short bursts; below it, the workers, which take every core under overload, yield to
-     * it, so its event loop stays responsive. ffmpeg keeps the process's priority (ingest.ffmpegNice).
-     */
-    workerNice: z.int().min(0).max(19).default(5),
     /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
     perStreamInFlight: z.int().min(1).max(8).default(2),
     /** Live frames older than this when their turn comes are dropped ("too-old"): latency stays bounded. */

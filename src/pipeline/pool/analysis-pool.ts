@@ -28,8 +28,6 @@ export interface AnalysisPoolOptions {
   workers: number;
   /** onnxruntime intra-op threads per worker (pipeline.workerThreads). */
   threadsPerWorker: number;
-  /** Nice value added to the workers' threads (pipeline.workerNice; Linux only, 0: unchanged). */
-  nice?: number;
   /** Sees every model run of every worker (the server's metrics). */
   onModelRun?: InferenceObserver;
 }
@@ -71,7 +69,6 @@ export class AnalysisPool implements FrameAnalysis {
       runtime: { ...analyzer.runtime.config, intraOpThreads: opts.threadsPerWorker },
       analyzer: analyzer.config,
       detection,
-      nice: opts.nice ?? 0,
     };
     for (let i = 0; i < this.concurrency; i++) this.slots.push(this.spawn());
   }

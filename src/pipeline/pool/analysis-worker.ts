@@ -4,7 +4,6 @@
  * NMS), motion masks and face alignment. Frames arrive on SharedArrayBuffers, so nothing is
  * copied. Messages: see protocol.ts.
  */
-import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FacestreamError } from '../../errors.js';
 import { createLogger } from '../../log.js';
@@ -19,17 +18,6 @@ const port = parentPort;
 const setup = workerData as AnalysisWorkerSetup;
 
 async function start(): Promise<void> {
-  // On Linux a nice value belongs to one thread (setpriority on "process" 0 is the calling
-  // thread), and the threads onnxruntime starts next inherit it; elsewhere it would lower the
-  // whole process, main thread included.
-  if (setup.nice > 0 && process.platform === 'linux') {
-    try {
-      // Relative to the priority the process runs at (facestream started under `nice` stays below it too).
-      os.setPriority(0, Math.min(19, os.getPriority(0) + setup.nice));
-    } catch {
-      // Not permitted (a seccomp profile): the worker runs at the process's priority.
-    }
-  }
   const runtime = new ModelRuntime(new ModelStore(setup.manifest, setup.modelsDir), { ...setup.runtime, inferenceThread: false }, createLogger('warn'));
   let runs: ModelRunRecord[] = [];
   runtime.observer = (modelId, batch, ms, error) => {

@@ -12,8 +12,6 @@ export interface AnalysisWorkerSetup {
   runtime: RuntimeConfig;
   analyzer: AnalyzerConfig;
   detection: Omit<FrameDetectorParams, 'minScore' | 'scaleFactor'>;
-  /** Nice value the worker adds to its own thread before its models start their threads. */
-  nice: number;
 }
 
 /** A model run inside a worker, replayed into the host's inference observer (metrics). */
