@@ -11,7 +11,9 @@
  * Options: --clips hamilton,crowd  --streams 1,2,4,8  --models arcface-mbf-112,vggface2-resnet50-arch
  *          --modes tracked,full  --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1
  *          --fps-hamilton 10  --fps-crowd 25  --workers N (pipeline.workers)  --threads N (intra-op
- *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --no-recall
+ *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --per-stream N
+ *          (pipeline.perStreamInFlight)  --no-recall  --in-step (start every stream at once: their
+ *          frames arrive together, a worst case)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -86,6 +88,7 @@ export async function run(args: string[]): Promise<void> {
   const interval = Number(arg(args, 'recognition-interval', '1'));
   const modes = arg(args, 'modes', 'tracked,full').split(',') as ('tracked' | 'full')[];
   const withRecall = !args.includes('--no-recall');
+  const inStep = args.includes('--in-step');
   const fpsOf: Record<string, number> = { hamilton: Number(arg(args, 'fps-hamilton', '10')), crowd: Number(arg(args, 'fps-crowd', '25')) };
   const logger = createLogger('warn');
   const base = defaultConfig();
@@ -93,6 +96,7 @@ export async function run(args: string[]): Promise<void> {
   base.pipeline.workerThreads = Number(arg(args, 'threads', String(base.pipeline.workerThreads)));
   base.pipeline.maxInFlight = Number(arg(args, 'in-flight', String(base.pipeline.maxInFlight)));
   base.pipeline.detect.maxBatch = Number(arg(args, 'detect-batch', String(base.pipeline.detect.maxBatch)));
+  base.pipeline.perStreamInFlight = Number(arg(args, 'per-stream', String(base.pipeline.perStreamInFlight)));
   const modelsDir = process.env.FACESTREAM_MODELS_DIR ?? path.join(PACKAGE_ROOT, 'models');
   const runtime = new ModelRuntime(new ModelStore(loadManifest(), modelsDir), base.runtime, logger);
   const rows: Row[] = [];
@@ -151,7 +155,13 @@ export async function run(args: string[]): Promise<void> {
           sources.push(source);
         }
         pipeline.bus.on('frame', (r) => observer.recording && latencies.push(r.processedAt - r.capturedAt));
-        sources.forEach((s) => s.start());
+        // Cameras run on their own clocks: their frames do not arrive together. Streams started at
+        // once from the same file would stay in lockstep (every frame of every stream in one burst),
+        // so each starts a fraction of a frame interval after the previous (--in-step: together).
+        for (const [i, s] of sources.entries()) {
+          s.start();
+          if (!inStep && i < sources.length - 1) await new Promise((r) => setTimeout(r, 1000 / fpsOf[clip] / n));
+        }
         await new Promise((r) => setTimeout(r, warmup * 1000));
         const statsAt = () => sources.map((s, i) => ({ ...pipeline.streamStats(`${clip}-${i}`)! , dropped: { ...pipeline.streamStats(`${clip}-${i}`)!.dropped } }));
         const s0 = statsAt();
@@ -178,6 +188,7 @@ export async function run(args: string[]): Promise<void> {
           processed += s.processed - s0[i].processed;
           dropped += s.dropped.stale + s.dropped['too-old'] - (s0[i].dropped.stale + s0[i].dropped['too-old']);
         });
+        if (process.env.BENCH_DEBUG) s1.forEach((s, i) => process.stderr.write(`${clip}-${i}: received ${s.received - s0[i].received} processed ${s.processed - s0[i].processed} dropped ${JSON.stringify(Object.fromEntries(Object.entries(s.dropped).map(([k, v]) => [k, v - (s0[i].dropped as Record<string, number>)[k]])))}\n`));
         const lat = summarize(latencies);
         const row: Row = {
           model,
