@@ -127,40 +127,126 @@ describe('keyframe schedule of a stream', () => {
   const policy: DetectionPolicy = { mode: 'tracked', keyframeIntervalMs: 1000, motionKeyframeGapFrames: 2, refineMaxMisses: 3, motionCellSize: 8 };
   const frame = (seq: number, pts: number, width = 64): Frame => ({ streamId: 's', seq, pts, capturedAt: 0, width, height: 48, data: new Uint8Array(width * 48 * 3) });
   const tracker = new IouTracker({ iouThreshold: 0.3, maxMisses: 25 });
-  const none = { faces: [], runs: [], motionShare: 0 };
-  const full = { faces: [], runs: [{ kind: 'full' as const, share: 1 }], motionShare: 0 };
+  /** A follow frame's result: motion share, and whether the motion covered most of the picture. */
+  const followed = (motionShare: number, wideMotion = false) => ({ faces: [], runs: [], motionShare, wideMotion });
+  const motionKeyframe = { faces: [], runs: [{ kind: 'full' as const, share: 1 }], motionShare: 0.9, wideMotion: true };
 
   it('keys on stream time, only when something moved since the last keyframe, and restarts on a new size or a timeline going back', () => {
     const s = new StreamDetection(policy);
-    const first = s.request(frame(0, 0), tracker, 40);
-    expect(first.keyframe).toBe(true);
-    expect(first.motion?.fresh).toBe(true);
-    s.done(frame(0, 0), full);
-    expect(s.request(frame(1, 0.5), tracker, 40)).toMatchObject({ keyframe: false, motionMayKeyframe: false });
-    s.done(frame(1, 0.5), none);
-    // A second later, but nothing moved: no keyframe.
-    expect(s.request(frame(2, 1.5), tracker, 40).keyframe).toBe(false);
-    s.done(frame(2, 1.5), { ...none, motionShare: 0.01 });
-    expect(s.request(frame(3, 1.6), tracker, 40).keyframe).toBe(true);
-    s.done(frame(3, 1.6), full);
-    // Motion keyframes: every other frame at most, whatever the frame rate.
-    expect(s.request(frame(4, 1.7), tracker, 40).motionMayKeyframe).toBe(false);
-    s.done(frame(4, 1.7), { ...none, motionShare: 0.9 });
-    expect(s.request(frame(5, 1.8), tracker, 40).motionMayKeyframe).toBe(true);
-    s.done(frame(5, 1.8), { ...full, motionShare: 0.9 });
-    expect(s.request(frame(6, 1.81), tracker, 40).motionMayKeyframe).toBe(false);
-    s.done(frame(6, 1.81), none);
+    expect(s.admit(frame(0, 0))).toEqual({ kind: 'keyframe' });
+    expect(s.admit(frame(1, 0.5))).toEqual({ kind: 'follow', motionMayKeyframe: false });
+    // The first follow frame starts the motion background.
+    expect(s.request(frame(1, 0.5), { kind: 'follow', motionMayKeyframe: false }, tracker, 40).motion?.fresh).toBe(true);
+    s.done(frame(1, 0.5), followed(0));
+    // A second later, but nothing moved: no keyframe; motion may bring one (every other frame at most).
+    expect(s.admit(frame(2, 1.5))).toEqual({ kind: 'follow', motionMayKeyframe: true });
+    s.done(frame(2, 1.5), followed(0.01));
+    expect(s.admit(frame(3, 1.6))).toEqual({ kind: 'keyframe' });
     // The timeline went back (a looped file): the interval restarts.
-    expect(s.request(frame(7, 0.1), tracker, 40).keyframe).toBe(true);
-    // A new resolution: a fresh background and a keyframe.
-    const resized = s.request(frame(8, 0.2, 128), tracker, 40);
-    expect(resized.keyframe).toBe(true);
-    expect(resized.motion?.fresh).toBe(true);
+    expect(s.admit(frame(4, 0.1))).toEqual({ kind: 'keyframe' });
+    // A new resolution: a keyframe, then a fresh background.
+    expect(s.admit(frame(5, 0.2, 128))).toEqual({ kind: 'keyframe' });
+    const next = { kind: 'follow' as const, motionMayKeyframe: false };
+    expect(s.admit(frame(6, 0.25, 128))).toEqual(next);
+    expect(s.request(frame(6, 0.25, 128), next, tracker, 40).motion?.fresh).toBe(true);
+  });
+
+  it('plans keyframes every motionKeyframeGapFrames frames up front while motion covers most of the picture', () => {
+    const s = new StreamDetection(policy);
+    s.admit(frame(0, 0));
+    expect(s.admit(frame(1, 0.04))).toEqual({ kind: 'follow', motionMayKeyframe: false });
+    s.done(frame(1, 0.04), followed(0.3, false));
+    // Motion small: the worker decides, from the motion it measures, whether this frame becomes a keyframe.
+    expect(s.admit(frame(2, 0.08))).toEqual({ kind: 'follow', motionMayKeyframe: true });
+    s.done(frame(2, 0.08), motionKeyframe);
+    // Motion over most of the picture: keyframes every other frame, planned at admission.
+    expect(s.admit(frame(3, 0.12))).toEqual({ kind: 'follow', motionMayKeyframe: false });
+    expect(s.admit(frame(4, 0.16))).toEqual({ kind: 'keyframe' });
+    expect(s.admit(frame(5, 0.2))).toEqual({ kind: 'follow', motionMayKeyframe: false });
+    s.done(frame(5, 0.2), followed(0.9, true));
+    expect(s.admit(frame(6, 0.24))).toEqual({ kind: 'keyframe' });
+    // The motion narrows: back to motion windows, the worker deciding again.
+    expect(s.admit(frame(7, 0.28))).toEqual({ kind: 'follow', motionMayKeyframe: false });
+    s.done(frame(7, 0.28), followed(0.05, false));
+    expect(s.admit(frame(8, 0.32))).toEqual({ kind: 'follow', motionMayKeyframe: true });
+  });
+
+  it('sends keyframes with neither tracks nor motion, so they need nothing of the frames before them', () => {
+    const s = new StreamDetection(policy);
+    const plan = s.admit(frame(0, 0));
+    const request = s.request(frame(0, 0), plan, tracker, 40);
+    expect(request).toMatchObject({ mode: 'tracked', keyframe: true, tracks: [] });
+    expect(request.motion).toBeUndefined();
   });
 
   it("asks for the whole picture on every frame in 'full' mode", () => {
     const s = new StreamDetection({ ...policy, mode: 'full' });
-    for (let i = 0; i < 3; i++) expect(s.request(frame(i, i / 25), tracker, 40)).toMatchObject({ mode: 'full', keyframe: true });
+    for (let i = 0; i < 3; i++) expect(s.request(frame(i, i / 25), s.admit(frame(i, i / 25)), tracker, 40)).toMatchObject({ mode: 'full', keyframe: true });
+  });
+});
+
+describe('tracked pipeline order', () => {
+  it("searches a keyframe beside the frame before it, but a follow frame only after that frame's tracking, and tracks in order", async () => {
+    const { Pipeline } = await import('../src/pipeline/pipeline.js');
+    const { defaultConfig } = await import('../src/config/schema.js');
+    const config = defaultConfig();
+    // Every other frame a keyframe: motion covers most of the picture.
+    type Result = import('../src/pipeline/detect/frame-detector.js').FrameDetectResult;
+    const wide: Result = { faces: [], runs: [], motionShare: 0.9, wideMotion: true };
+    const keyframe: Result = { faces: [], runs: [{ kind: 'full', share: 1 }], motionShare: 0 };
+    const pending: { seq: number; keyframe: boolean; resolve: () => void }[] = [];
+    const analysis = {
+      concurrency: 2,
+      hasAttributes: false,
+      ready: async () => {},
+      detect: (requests: readonly import('../src/pipeline/detect/frame-detector.js').FrameDetectRequest[]) =>
+        Promise.all(
+          requests.map((r) => new Promise<Result>((resolve) => pending.push({ seq: (r.frame as unknown as Frame).seq, keyframe: r.keyframe, resolve: () => resolve(r.keyframe ? keyframe : wide) }))),
+        ),
+      embed: async () => [],
+      attributes: async () => [],
+      close: async () => {},
+    };
+    const analyzer = { config: { detector: config.detector }, detector: { options: { minFaceSize: 20 } } } as unknown as import('../src/pipeline/analyzer.js').FaceAnalyzer;
+    const pipeline = new Pipeline(analyzer, { ...config.pipeline, detect: { maxBatch: 1, maxDelayMs: 0 } }, { analysis });
+    const emitted: number[] = [];
+    pipeline.bus.on('frame', (r) => emitted.push(r.seq));
+    pipeline.addStream('cam', { mode: 'offline' });
+    const offer = (seq: number) => pipeline.offer({ streamId: 'cam', seq, pts: seq / 25, capturedAt: Date.now(), width: 64, height: 48, data: new Uint8Array(64 * 48 * 3) });
+    const settle = () => new Promise((r) => setTimeout(r, 20));
+    const answer = async (seq: number) => {
+      const at = pending.findIndex((p) => p.seq === seq);
+      expect(at, `frame ${seq} is being searched`).toBeGreaterThanOrEqual(0);
+      pending.splice(at, 1)[0].resolve();
+      await settle();
+    };
+    offer(0);
+    await settle();
+    expect(pending.map((p) => [p.seq, p.keyframe])).toEqual([[0, true]]);
+    await answer(0);
+    offer(1); // follow: its result tells the stream that motion is wide
+    await settle();
+    await answer(1);
+    offer(2); // a planned keyframe
+    offer(3); // follows 2
+    await settle();
+    // Frame 2 is searched; frame 3 waits for frame 2's tracking.
+    expect(pending.map((p) => p.seq)).toEqual([2]);
+    await answer(2);
+    expect(pending.map((p) => p.seq)).toEqual([3]);
+    offer(4); // a planned keyframe: searched beside frame 3
+    await settle();
+    expect(pending.map((p) => [p.seq, p.keyframe]).sort()).toEqual([
+      [3, false],
+      [4, true],
+    ]);
+    // The keyframe finishes first; it is tracked and emitted after frame 3.
+    await answer(4);
+    expect(emitted).toEqual([0, 1, 2]);
+    await answer(3);
+    await pipeline.idle();
+    await pipeline.close();
+    expect(emitted).toEqual([0, 1, 2, 3, 4]);
   });
 });
 

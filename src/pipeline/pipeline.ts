@@ -318,20 +318,22 @@ export class Pipeline {
     let passedTrack = false;
     let passedEmit = false;
     const start = performance.now();
-    // In 'tracked' mode a frame's search follows the tracks of the frame before: the stream's
-    // frames are detected in order (other streams' frames fill the workers meanwhile).
-    const sequential = slot.detection.policy.mode === 'tracked';
+    // Planned here, in the stream's order. A 'follow' frame's search follows the tracks of the
+    // frame before, so it waits for that frame's tracking; a keyframe searches the whole picture
+    // at once, beside the frames before it (other streams' frames fill the workers meanwhile).
+    const detectionPlan = slot.detection.admit(frame);
+    const follows = detectionPlan.kind === 'follow';
     try {
-      if (sequential) await slot.trackGate.enter(ticket);
+      if (follows) await slot.trackGate.enter(ticket);
       const detectStart = performance.now();
       const minFaceSize = slot.options.minFaceSize ?? this.analyzer.detector.options.minFaceSize;
-      const detection = await this.detectBatcher.submit(slot.detection.request(frame, slot.tracker, minFaceSize));
+      const detection = await this.detectBatcher.submit(slot.detection.request(frame, detectionPlan, slot.tracker, minFaceSize));
       slot.detection.done(frame, detection);
       for (const run of detection.runs) this.observer.detectionRun(slot.id, run.kind, run.share);
       const faces = detection.faces;
       this.observer.stage('detect', performance.now() - detectStart);
 
-      if (!sequential) await slot.trackGate.enter(ticket);
+      if (!follows) await slot.trackGate.enter(ticket);
       const trackStart = performance.now();
       // A camera that changed resolution starts its tracks over: old boxes are in other pixels.
       const resized = slot.frameSize !== undefined && slot.frameSize !== `${frame.width}x${frame.height}`;

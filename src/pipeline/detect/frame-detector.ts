@@ -13,7 +13,7 @@ export interface FrameDetectRequest {
   frame: RgbImage;
   minFaceSize: number;
   mode: 'full' | 'tracked';
-  /** Search the whole picture (the keyframe interval has passed, or the stream just started). */
+  /** Search the whole picture (a keyframe: measures no motion, follows no tracks). */
   keyframe: boolean;
   /** Motion over too much of the picture may turn this frame into a keyframe (not too soon after the last one). */
   motionMayKeyframe: boolean;
@@ -29,6 +29,8 @@ export interface FrameDetectResult {
   runs: { kind: DetectionKind; share: number }[];
   /** Share of the picture's motion cells that changed (0 without a motion mask). */
   motionShare: number;
+  /** Whether motion windows would cover more than tracked.keyframeShare of the picture; undefined when motion was not measured (keyframes, 'full'). */
+  wideMotion?: boolean;
 }
 
 export interface FrameDetectorParams {
@@ -54,7 +56,7 @@ export class FrameDetector {
 
   async detect(requests: readonly FrameDetectRequest[]): Promise<FrameDetectResult[]> {
     const plans = requests.map((r) => this.plan(r));
-    const results: FrameDetectResult[] = plans.map((p) => ({ faces: [], runs: p.runs, motionShare: p.motionShare }));
+    const results: FrameDetectResult[] = plans.map((p) => ({ faces: [], runs: p.runs, motionShare: p.motionShare, wideMotion: p.wideMotion }));
     // Frames with different minimum face sizes cannot share a pyramid.
     const groups = new Map<number, number[]>();
     requests.forEach((r, i) => {
@@ -71,26 +73,28 @@ export class FrameDetector {
     return results;
   }
 
-  private plan(r: FrameDetectRequest): { windows: SearchWindow[]; runs: FrameDetectResult['runs']; motionShare: number } {
+  private plan(r: FrameDetectRequest): { windows: SearchWindow[]; runs: FrameDetectResult['runs']; motionShare: number; wideMotion?: boolean } {
     const picture = r.frame;
     const full = () => ({ windows: [wholePicture(picture)], runs: [{ kind: 'full' as const, share: 1 }] });
-    if (r.mode === 'full') return { ...full(), motionShare: 0 };
-    // The background follows every frame, keyframes included.
+    // Keyframes search everything and measure no motion: they need nothing of the frames before them.
+    if (r.mode === 'full' || r.keyframe) return { ...full(), motionShare: 0 };
+    // The background follows every frame that is not a keyframe.
     const motion = r.motion ? updateMotion(picture, r.motion, this.params.motion) : { boxes: [], changedShare: 0 };
-    if (r.keyframe) return { ...full(), motionShare: motion.changedShare };
     const search = { width: picture.width, height: picture.height, minFaceSize: r.minFaceSize, scaleFactor: this.params.scaleFactor };
     const refine = refineWindows(r.tracks, this.params.tracked, search);
     const moving = motionWindows(motion.boxes, refine, search, this.params.tracked);
     const motionCover = searchedShare(moving, picture);
+    const wideMotion = r.motion ? motionCover > this.params.tracked.keyframeShare : undefined;
     const runs: FrameDetectResult['runs'] = [];
     if (refine.length) runs.push({ kind: 'refine', share: searchedShare(refine, picture) });
-    if (motionCover > this.params.tracked.keyframeShare) {
+    if (wideMotion === true) {
       // Motion everywhere (a crowd, a moving camera, a change of light) says nothing about where
-      // new faces are: search the whole picture, but not more often than motionKeyframeGapFrames allows.
-      if (r.motionMayKeyframe) return { ...full(), motionShare: motion.changedShare };
-      return { windows: refine, runs, motionShare: motion.changedShare };
+      // new faces are: search the whole picture if the schedule allows a keyframe here; the
+      // stream then plans its keyframes up front while the motion stays this wide.
+      if (r.motionMayKeyframe) return { ...full(), motionShare: motion.changedShare, wideMotion };
+      return { windows: refine, runs, motionShare: motion.changedShare, wideMotion };
     }
     if (moving.length) runs.push({ kind: 'motion', share: motionCover });
-    return { windows: [...refine, ...moving], runs, motionShare: motion.changedShare };
+    return { windows: [...refine, ...moving], runs, motionShare: motion.changedShare, wideMotion };
   }
 }
