@@ -21,11 +21,14 @@ export async function detectStillPictures(detector: MtcnnDetector, images: reado
   const found = (await detector.detectBatch(images, opts.overrides)).map((faces) => faces.filter((f) => f.score >= opts.minScore));
   if (opts.padding <= 0) return found;
   const empty = found.flatMap((faces, i) => (faces.length === 0 ? [i] : []));
+  // The second search is for faces too big for the first (no margin around them): one smaller
+  // than the minimum face asked for is not what it looks for, and was rightly left out by the first.
+  const minFace = opts.overrides?.minFaceSize ?? detector.options.minFaceSize;
   for (const i of empty) {
     // One call per picture: padded pictures differ in size, so they would not share P-Net batches anyway.
     const pad = Math.round(Math.max(images[i].width, images[i].height) * opts.padding);
     const [faces] = await detector.detectBatch([await padPicture(images[i], pad)], opts.overrides);
-    found[i] = faces.filter((f) => f.score >= opts.minScore).map((f) => unpadFace(f, pad));
+    found[i] = faces.filter((f) => f.score >= opts.minScore && Math.max(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= minFace).map((f) => unpadFace(f, pad));
   }
   return found;
 }
