@@ -12,6 +12,7 @@ import { createLogger } from '../src/log.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import type { StreamDefinition } from '../src/server/store.js';
 import { dataFile } from './helpers/paths.js';
+import { freePort } from './helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres.js';
 import { capturingLogger, sharedAnalyzer, startTestServer, type TestServer } from './helpers/server.js';
 
@@ -347,6 +348,43 @@ describe('two nodes on one PostgreSQL', () => {
     expect(err.message).toMatch(/holds embeddings of "arcface-mbf-112" \(512-d\) but this node uses "facenet-128"/);
     b = await openNode('b');
   }, 30_000);
+});
+
+describe('a node starting', () => {
+  it('waits for a PostgreSQL that is still starting, then opens', async () => {
+    await pg.halt();
+    let resumed = false;
+    try {
+      const opening = openNode('late', { timeouts: { startMs: 30_000 } });
+      await new Promise((r) => setTimeout(r, 1500));
+      resumed = true;
+      await pg.resume();
+      const late = await opening;
+      expect(late.gallery.counts()).toEqual(opened[0].gallery.counts());
+      await closeNode(late);
+    } finally {
+      if (!resumed) await pg.resume();
+    }
+  }, 60_000);
+
+  it('gives up after its start window, saying so; a database or role that does not exist is refused at once', async () => {
+    const port = await freePort();
+    const nobody = `postgres://facestream:secret@127.0.0.1:${port}/facestream`;
+    const err = await expectCode(openNode('nobody', { url: nobody, timeouts: { startMs: 1000, connectMs: 500 } }), 'STORE_UNAVAILABLE');
+    expect(err.message).toMatch(/cannot reach the cluster's PostgreSQL \(postgres:\/\/\*\*\*@127\.0\.0\.1:\d+\/facestream\) to start this node: .*ECONNREFUSED.*\(cluster\.postgres; tried \d+ times/);
+    expect(err.message).not.toMatch(/replica|secret/);
+
+    for (const [url, said] of [
+      [pg.url.replace(/\/facestream$/, '/no_such_db'), /database "no_such_db" does not exist/],
+      [pg.url.replace('facestream@', 'nobody@'), /role "nobody" does not exist/],
+    ] as const) {
+      const started = Date.now();
+      const refused = await expectCode(openNode('refused', { url, timeouts: { startMs: 30_000 } }), 'CONFIG_INVALID');
+      expect(refused.message).toMatch(said);
+      expect(refused.message).toMatch(/refused the connection: .*\(cluster\.postgres\)/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    }
+  }, 60_000);
 });
 
 describe('two servers in cluster mode (REST, real models)', () => {

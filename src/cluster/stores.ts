@@ -34,9 +34,16 @@ export interface StoreTimeouts {
   queryMs: number;
   /** Interval of the change feed's liveness check (its answer may take queryMs, capped at 5 s). */
   heartbeatMs: number;
+  /**
+   * How long a starting node keeps trying to reach PostgreSQL before it gives up. Nodes and their
+   * database are often started together (compose's depends_on waits for the container, not for
+   * PostgreSQL to accept connections), so a first refusal must not end the node; the same window
+   * as NATS's first connection (nats/connection.ts).
+   */
+  startMs: number;
 }
 
-export const STORE_TIMEOUTS: StoreTimeouts = { connectMs: 3000, queryMs: 15_000, heartbeatMs: 10_000 };
+export const STORE_TIMEOUTS: StoreTimeouts = { connectMs: 3000, queryMs: 15_000, heartbeatMs: 10_000, startMs: 15_000 };
 
 /** The stores of one cluster node. */
 export interface ClusterStores {

@@ -82,11 +82,18 @@ export class PostgresDatabase {
     );
   }
 
-  /** A pooled connection (release it); STORE_UNAVAILABLE when none can be made. */
+  /**
+   * A pooled connection (release it); STORE_UNAVAILABLE when PostgreSQL cannot be reached,
+   * CONFIG_INVALID when it answers but refuses this URL (no such database or role, wrong password):
+   * waiting would not help, the URL must change.
+   */
   async connect(what: string): Promise<pg.PoolClient> {
     try {
       return await this.pool.connect();
     } catch (err) {
+      if (!isUnreachable(err) && err instanceof pg.DatabaseError) {
+        throw new FacestreamError('CONFIG_INVALID', `the cluster's PostgreSQL (${this.where}) refused the connection: ${redactText(err.message)} (cluster.postgres): ${what} failed`, { store: this.where }, { cause: err });
+      }
       throw this.unavailable(what, err);
     }
   }

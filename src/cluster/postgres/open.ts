@@ -1,6 +1,8 @@
+import { FacestreamError, isFacestreamError } from '../../errors.js';
 import { TemplateIds } from '../../index/template-ids.js';
 import { STORE_TIMEOUTS, type ClusterStoreOptions, type ClusterStores } from '../stores.js';
 import { ChangeFeed } from './change-feed.js';
+import { redactText } from '../../redact.js';
 import { PostgresDatabase, type ChangeRow } from './database.js';
 import { PostgresApiKeyStore, PostgresStreamDefinitionStore } from './definitions.js';
 import { PostgresGalleryWriter } from './gallery-writer.js';
@@ -20,7 +22,7 @@ export async function openPostgresStores(opts: ClusterStoreOptions): Promise<Clu
   let feed: ChangeFeed | undefined;
   let gallery: Awaited<ReturnType<typeof openReplica>>['gallery'] | undefined;
   try {
-    const cluster = await prepareSchema(db, { modelId: opts.modelId, dimension: opts.dimension });
+    const cluster = await prepareSchemaAtStart(db, { modelId: opts.modelId, dimension: opts.dimension });
     const replica = await openReplica(db, { cacheDir: opts.cacheDir, cluster, galleryConfig: opts.galleryConfig, defaultMinSimilarity: opts.defaultMinSimilarity, logger: opts.logger });
     gallery = replica.gallery;
     const opened = await db.lastChange();
@@ -64,5 +66,31 @@ export async function openPostgresStores(opts: ClusterStoreOptions): Promise<Clu
     await gallery?.close();
     await db.close();
     throw err;
+  }
+}
+
+/**
+ * prepareSchema, retried every 500 ms while PostgreSQL cannot be reached, for up to
+ * `db.timeouts.startMs`; then STORE_UNAVAILABLE saying that the node could not start (not the
+ * running node's "reads keep working" advice: a starting node has no replica to read from yet).
+ */
+async function prepareSchemaAtStart(db: PostgresDatabase, model: { modelId: string; dimension: number }): ReturnType<typeof prepareSchema> {
+  const deadline = Date.now() + db.timeouts.startMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await prepareSchema(db, model);
+    } catch (err) {
+      if (!isFacestreamError(err) || err.code !== 'STORE_UNAVAILABLE') throw err;
+      if (Date.now() >= deadline) {
+        const reason = (err.cause as Error | undefined)?.message ?? err.message;
+        throw new FacestreamError(
+          'STORE_UNAVAILABLE',
+          `cannot reach the cluster's PostgreSQL (${db.where}) to start this node: ${redactText(reason)} (cluster.postgres; tried ${attempt} times in ${Math.round(db.timeouts.startMs / 1000)} s)`,
+          { store: db.where, attempts: attempt },
+          { cause: err },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 }
