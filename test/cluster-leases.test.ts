@@ -1,10 +1,15 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from 'nats';
+import { Registry } from 'prom-client';
 import { LeaseTable } from '../src/cluster/leases.js';
 import { Membership } from '../src/cluster/membership.js';
 import { connectNats } from '../src/cluster/nats/connection.js';
 import { openTtlBucket } from '../src/cluster/nats/kv.js';
+import { ClusterNode } from '../src/cluster/node.js';
 import { StreamOwnership } from '../src/cluster/ownership.js';
+import { clusterSchema } from '../src/config/sections/cluster.js';
+import { isFacestreamError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { startNats, type NatsServer } from './helpers/nats.js';
 import { pollUntil } from './helpers/serve-process.js';
@@ -124,4 +129,30 @@ describe('stream leases on JetStream KV', () => {
     await until('w4 runs all four again', () => w.running.size === 4, 20_000);
     await w.ownership.close();
   }, 60_000);
+});
+
+describe('a node configured with another lease TTL than the cluster', () => {
+  it('warns, and lives by the TTL of the bucket the first node created; refuses a heartbeat that TTL cannot survive', async () => {
+    const prefix = 'ttlmix';
+    const first = await ClusterNode.start(clusterSchema.parse({ postgres: 'postgres://x@127.0.0.1/x', nats: nats.url, nodeId: 'first', prefix, leaseTtlMs: 3000, heartbeatMs: 1000 }), { registry: new Registry(), logger });
+    let lines = '';
+    const sink = new Writable({ write: (chunk, _enc, done) => void ((lines += chunk.toString()), done()) });
+    const second = await ClusterNode.start(clusterSchema.parse({ postgres: 'postgres://x@127.0.0.1/x', nats: nats.url, nodeId: 'second', prefix, leaseTtlMs: 20_000, heartbeatMs: 1000 }), {
+      registry: new Registry(),
+      logger: createLogger('info', sink),
+    });
+    try {
+      expect(second.config.leaseTtlMs).toBe(3000);
+      expect(lines).toMatch(/KV bucket ttlmix_leases has a max age of 3000 ms.*this node's cluster\.leaseTtlMs is 20000 ms: using 3000 ms/);
+      const err = await ClusterNode.start(clusterSchema.parse({ postgres: 'postgres://x@127.0.0.1/x', nats: nats.url, nodeId: 'third', prefix, leaseTtlMs: 10_000, heartbeatMs: 2000 }), { registry: new Registry(), logger }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(isFacestreamError(err, 'CONFIG_INVALID')).toBe(true);
+      expect(err!.message).toMatch(/lease TTL is 3000 ms .*cluster\.heartbeatMs is 2000 ms/);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  }, 30_000);
 });

@@ -1,6 +1,7 @@
 import type { NatsConnection } from 'nats';
 import type { Registry } from 'prom-client';
 import type { ClusterConfig } from '../config/sections/cluster.js';
+import { FacestreamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { LiveSource } from '../server/live/source.js';
@@ -10,7 +11,7 @@ import { Membership } from './membership.js';
 import { ClusterMetrics } from './metrics.js';
 import { connectNats } from './nats/connection.js';
 import { ensureEventStream } from './nats/event-outbox.js';
-import { openTtlBucket } from './nats/kv.js';
+import { bucketTtlMs, openTtlBucket } from './nats/kv.js';
 import { NatsLiveSource } from './nats/remote-results.js';
 import { ResultPublisher } from './nats/results-publisher.js';
 import { ClusterNames } from './nats/subjects.js';
@@ -53,9 +54,20 @@ export class ClusterNode {
       const names = new ClusterNames(config.prefix);
       await ensureEventStream(nc, names.eventStream, names.allEvents, deps.logger);
       const timeout = Math.max(1000, config.heartbeatMs);
-      const leases = new LeaseTable(await openTtlBucket(nc, names.leaseBucket, config.leaseTtlMs, deps.logger, timeout), config.nodeId);
+      const leaseKv = await openTtlBucket(nc, names.leaseBucket, config.leaseTtlMs, deps.logger, timeout);
       const membership = new Membership(await openTtlBucket(nc, names.memberBucket, config.leaseTtlMs, deps.logger, timeout));
-      return new ClusterNode(config, nc, leases, membership, deps);
+      // The bucket's max age is when leases really expire: a worker must give its streams up by
+      // that clock, not by its own setting, or two workers would run a stream at once after a cut.
+      const leaseTtlMs = await bucketTtlMs(leaseKv);
+      if (config.heartbeatMs * 2 > leaseTtlMs) {
+        throw new FacestreamError(
+          'CONFIG_INVALID',
+          `the cluster's lease TTL is ${leaseTtlMs} ms (KV bucket ${names.leaseBucket}, created by the first node), but this node's cluster.heartbeatMs is ${config.heartbeatMs} ms: it must be at most half of the TTL, or its leases expire between heartbeats. Set cluster.leaseTtlMs to ${leaseTtlMs} and cluster.heartbeatMs to at most ${Math.floor(leaseTtlMs / 2)} (cluster.heartbeatMs)`,
+          { leaseTtlMs, heartbeatMs: config.heartbeatMs },
+        );
+      }
+      const leases = new LeaseTable(leaseKv, config.nodeId);
+      return new ClusterNode({ ...config, leaseTtlMs }, nc, leases, membership, deps);
     } catch (err) {
       await nc.close().catch(() => undefined);
       throw err;
