@@ -156,3 +156,29 @@ describe('a node configured with another lease TTL than the cluster', () => {
     }
   }, 30_000);
 });
+
+describe('node ids', () => {
+  it('a node id used by a running node is refused; one left by a killed node is taken back', async () => {
+    const nc = await connectNats(nats.url, 'ids', logger);
+    conns.push(nc);
+    const kv = await openTtlBucket(nc, 'ids_members', 5000, logger, 1000);
+    const running = new Membership(kv);
+    const beat = () => running.beat({ nodeId: 'twin', role: 'worker', at: Date.now(), url: 'http://10.0.0.1:8080', costs: {} });
+    await beat();
+    const timer = setInterval(() => void beat(), BEAT);
+    try {
+      const err = await new Membership(kv).claim('twin', BEAT).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(isFacestreamError(err, 'CONFIG_INVALID')).toBe(true);
+      expect(err!.message).toMatch(/node id "twin" is in use by another running node \(role worker, http:\/\/10\.0\.0\.1:8080\)/);
+      await running.claim('twin', BEAT); // its own entry
+    } finally {
+      clearInterval(timer);
+    }
+    // The entry stays until the TTL, as after kill -9: a new process of that id starts.
+    await new Membership(kv).claim('twin', BEAT);
+    await new Membership(kv).claim('nobody-yet', BEAT);
+  }, 30_000);
+});

@@ -56,6 +56,7 @@ export class ClusterNode {
       const timeout = Math.max(1000, config.heartbeatMs);
       const leaseKv = await openTtlBucket(nc, names.leaseBucket, config.leaseTtlMs, deps.logger, timeout);
       const membership = new Membership(await openTtlBucket(nc, names.memberBucket, config.leaseTtlMs, deps.logger, timeout));
+      await membership.claim(config.nodeId, config.heartbeatMs);
       // The bucket's max age is when leases really expire: a worker must give its streams up by
       // that clock, not by its own setting, or two workers would run a stream at once after a cut.
       const leaseTtlMs = await bucketTtlMs(leaseKv);

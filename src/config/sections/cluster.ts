@@ -32,7 +32,8 @@ export const clusterSchema = z
      * This node's name in leases, membership, metrics (`node` label) and subjects. Letters,
      * digits, - and _. Default hostname-pid, new at each start; a fixed one lets a restarted
      * worker take back at once the leases it still holds (instead of waiting for them to expire),
-     * and keeps its metrics' `node` label across restarts. Also FACESTREAM_NODE_ID.
+     * and keeps its metrics' `node` label across restarts. A node whose id a running node uses is
+     * refused at start. Also FACESTREAM_NODE_ID.
      */
     nodeId: z
       .string()
