@@ -45,6 +45,7 @@ export type ErrorCode =
   | 'ROUTE_NOT_FOUND'
   | 'NOT_READY'
   | 'STORE_UNAVAILABLE'
+  | 'STREAM_ON_OTHER_NODE'
   | 'INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -91,6 +92,8 @@ const STATUS: Record<ErrorCode, number> = {
   NOT_READY: 503,
   /** Cluster mode: PostgreSQL (the system of record) cannot be reached; reads keep working from the replica. */
   STORE_UNAVAILABLE: 503,
+  /** Cluster mode: a stream's frames are on the worker that runs it, not on this api node. */
+  STREAM_ON_OTHER_NODE: 421,
   INTERNAL: 500,
 };
 

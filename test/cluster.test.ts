@@ -123,6 +123,13 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
     expect(String((await api('w1', 'GET', '/metrics')).json)).toMatch(/facestream_frames_processed_total\{[^}]*node="w1"/);
     // A worker serves no API.
     expect((await api('w2', 'GET', '/api/v1/streams')).status).toBe(421);
+    // A stream's frames stay on its worker: the api node says so rather than "no frame yet" / "track not found".
+    for (const [method, url, body] of [['GET', '/faces'], ['GET', '/snapshot'], ['POST', '/enroll', { trackId: 1, name: 'Someone' }]] as const) {
+      const r = await api('a1', method, `/api/v1/streams/${STREAMS[0].id}${url}`, body);
+      expect(r.status, `${method} ${url}`).toBe(421);
+      expect(r.json).toMatchObject({ code: 'STREAM_ON_OTHER_NODE' });
+      expect(r.json.detail).toMatch(/runs on another node of the cluster, not on this one \(a1\)/);
+    }
   }, 90_000);
 
   it('an enrollment on the api node is recognised on the next frames from the workers', async () => {

@@ -150,7 +150,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       const id = (req.params as { id: string }).id;
       streams.get(id);
-      const last = pipeline.lastFrame(id);
+      const last = latestFrame(ctx, id);
       if (!last) return { seq: null, capturedAt: null, width: null, height: null, faces: [] };
       return { seq: last.frame.seq, capturedAt: last.frame.capturedAt, width: last.frame.width, height: last.frame.height, faces: last.faces };
     },
@@ -170,7 +170,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req, reply) => {
       const id = (req.params as { id: string }).id;
       streams.get(id);
-      const last = pipeline.lastFrame(id);
+      const last = latestFrame(ctx, id);
       if (!last) throw new FacestreamError('NOT_READY', `stream ${id} has no processed frame yet`, { streamId: id });
       const { frame } = last;
       const width = Math.min((req.query as { width?: number }).width ?? frame.width, frame.width);
@@ -196,7 +196,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const id = (req.params as { id: string }).id;
       const body = req.body as { trackId: number; identityId?: string; name?: string };
       streams.get(id);
-      const last = pipeline.lastFrame(id);
+      const last = latestFrame(ctx, id);
       const face = last?.faces.find((f) => f.trackId === body.trackId);
       if (!last || !face) {
         throw new FacestreamError('TRACK_NOT_FOUND', `track ${body.trackId} is not in stream ${id}'s latest frame${last ? ` (seq ${last.frame.seq}: tracks ${last.faces.map((f) => f.trackId).join(', ') || 'none'})` : ''}`, {
@@ -209,6 +209,22 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
       reply.code(201);
       return { identity: ctx.gallery.requireIdentity(template.identityId), template };
     },
+  );
+}
+
+/**
+ * The latest processed frame of a stream run by this process. In cluster mode a stream that runs
+ * on a worker has its frames (pixels, tracks) there only: say so (STREAM_ON_OTHER_NODE, 421)
+ * instead of "no frame yet" or "track not found", which send a user looking for a fault.
+ */
+function latestFrame(ctx: ServerContext, id: string): ReturnType<ServerContext['pipeline']['lastFrame']> {
+  const last = ctx.pipeline.lastFrame(id);
+  if (last || !ctx.cluster || ctx.cluster.placement.runsHere(id)) return last;
+  throw new FacestreamError(
+    'STREAM_ON_OTHER_NODE',
+    `stream ${id} runs on another node of the cluster, not on this one (${ctx.cluster.config.nodeId}): in cluster mode its latest frame, current faces, snapshot and enrolling a face by track id are not available through an api node; ` +
+      `watch it with the WebSocket (GET /api/v1/live) and enroll from a picture (POST /api/v1/enroll)`,
+    { streamId: id, nodeId: ctx.cluster.config.nodeId },
   );
 }
 
