@@ -121,7 +121,7 @@ export const detectorSchema = z
         windowScale: z.number().min(1.2).max(8).default(2.5),
         /** Motion boxes grow by this share of their size (plus half the minimum face) before they are searched. */
         motionMargin: z.number().min(0).max(4).default(0.25),
-        /** Motion windows covering more than this share of the picture make the frame a keyframe instead (see motionKeyframeGapMs). */
+        /** Motion windows covering more than this share of the picture make the frame a keyframe instead (see motionKeyframeGapFrames). */
         keyframeShare: z.number().min(0).max(1).default(0.5),
         /**
          * A tracked face missed this many frames in a row is no longer looked for around its last
