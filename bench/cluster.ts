@@ -24,12 +24,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { startNats, type NatsServer } from '../test/helpers/nats.js';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
 import { FrameViewer, metricSum, pollUntil, startServeProcess, type ServeProcess } from '../test/helpers/serve-process.js';
-import { printTable, summarize, writeResult, type Row } from './report.js';
-
-function arg(args: string[], name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
-}
+import { arg, printTable, type Row, summarize, writeResult } from './report.js';
 
 const KEY = 'bench-cluster-key-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${KEY}` };

@@ -28,7 +28,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { AttributeEstimator } from '../src/pipeline/attributes/ssrnet.js';
 import { MtcnnDetector, emptyDetectTimings, type DetectTimings } from '../src/pipeline/detect/mtcnn.js';
 import { Embedder, type FaceInPicture } from '../src/pipeline/embed/embedder.js';
-import { machineInfo, printTable, summarize, writeResult, type Row } from './report.js';
+import { eachOption, machineInfo, printTable, summarize, writeResult, type Row } from './report.js';
 
 const SHARED = path.resolve(process.env.FACESTREAM_SHARED ?? path.join(PACKAGE_ROOT, '..', 'shared'));
 const DATA = path.join(SHARED, 'data');
@@ -44,13 +44,7 @@ interface Options {
 
 function parseArgs(args: string[]): Options {
   const opts: Options = { frames: 30, lfw: 256, batches: [1, 8, 32], skipVideo: false, skipLfw: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const value = () => {
-      const v = args[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  eachOption(args, (a, value) => {
     if (a === '--frames') opts.frames = Number(value());
     else if (a === '--lfw') opts.lfw = Number(value());
     else if (a === '--models') opts.models = value().split(',');
@@ -58,7 +52,7 @@ function parseArgs(args: string[]): Options {
     else if (a === '--skip-video') opts.skipVideo = true;
     else if (a === '--skip-lfw') opts.skipLfw = true;
     else throw new Error(`unknown option ${a} (see bench/core.ts)`);
-  }
+  });
   return opts;
 }
 

@@ -39,7 +39,7 @@ import { ModelRuntime } from '../src/models/runtime.js';
 import { ModelStore } from '../src/models/store.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
-import { machineInfo, printTable, summarize, writeResult, type Row } from './report.js';
+import { eachOption, machineInfo, printTable, summarize, writeResult, type Row } from './report.js';
 
 const SHARED = path.resolve(process.env.FACESTREAM_SHARED ?? path.join(PACKAGE_ROOT, '..', 'shared'));
 const DIM = 512;
@@ -64,13 +64,7 @@ interface Options {
 function parseArgs(args: string[]): Options {
   const opts: Options = { sizes: [10_000, 100_000], perIdentity: 5, queries: 1000, exactQueries: 200, ef: [64, 96, 128], m: 24, efConstruction: 100, skipEnroll: false, dir: os.tmpdir(), keep: false, reuse: false, threshold: 0.35, passes: 3, isotropic: false };
   const list = (v: string) => v.split(',').map((s) => Number(s.trim()));
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const value = () => {
-      const v = args[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  eachOption(args, (a, value) => {
     if (a === '--sizes') opts.sizes = list(value());
     else if (a === '--per-identity') opts.perIdentity = Number(value());
     else if (a === '--queries') opts.queries = Number(value());
@@ -86,7 +80,7 @@ function parseArgs(args: string[]): Options {
     else if (a === '--isotropic') opts.isotropic = true;
     else if (a === '--passes') opts.passes = Math.max(1, Number(value()));
     else throw new Error(`unknown option ${a} (see bench/gallery.ts)`);
-  }
+  });
   return opts;
 }
 

@@ -32,12 +32,7 @@ import { ModelStore } from '../src/models/store.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import { printTable, summarize, writeResult, type Row } from './report.js';
-
-function arg(args: string[], name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
-}
+import { arg, printTable, type Row, summarize, writeResult } from './report.js';
 
 const SHARED = process.env.FACESTREAM_SHARED ?? path.resolve(PACKAGE_ROOT, '..', 'shared');
 const CLIP = path.join(SHARED, 'data', 'video', 'hamilton_640x360.mp4');

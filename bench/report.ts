@@ -47,3 +47,21 @@ export function summarize(values: readonly number[]) {
   const s = [...values].sort((a, b) => a - b);
   return { n: s.length, min: s[0], p50: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99), max: s[s.length - 1], mean: s.reduce((a, b) => a + b, 0) / (s.length || 1) };
 }
+
+/** The value after `--name` in a benchmark's arguments, else `fallback`. */
+export function arg(args: readonly string[], name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
+}
+
+/** Walks `--flag [value]` arguments in order; `value()` takes the argument after the flag (an error when there is none). */
+export function eachOption(args: readonly string[], on: (flag: string, value: () => string) => void): void {
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i];
+    on(flag, () => {
+      const v = args[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    });
+  }
+}

@@ -26,12 +26,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { demoPaths } from '../src/server/demo.js';
 import type { FrameResult, PipelineFrame } from '../src/pipeline/result.js';
 import { startServer } from '../src/server/server.js';
-import { printTable, summarize, writeResult, type Row } from './report.js';
-
-function arg(args: string[], name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
-}
+import { arg, printTable, type Row, summarize, writeResult } from './report.js';
 
 interface ClientResult {
   latencies: number[];

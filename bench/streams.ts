@@ -30,17 +30,12 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import type { PipelineObserver, Stage } from '../src/pipeline/metrics.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import { printTable, summarize, writeResult, type Row } from './report.js';
+import { arg, printTable, type Row, summarize, writeResult } from './report.js';
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runFramesOffline, trackedAgreement } from '../src/eval/tracked-agreement.js';
 import { decodeVideoFrames } from '../src/eval/video-frames.js';
 import type { DetectionKind } from '../src/pipeline/metrics.js';
-
-function arg(args: string[], name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
-}
 
 const SHARED = process.env.FACESTREAM_SHARED ?? path.resolve(PACKAGE_ROOT, '..', 'shared');
 /** The clips' own frame rates: offline runs stamp frames with these, as ffmpeg would. */

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NatsConnection } from 'nats';
 import { connectNats } from '../src/cluster/nats/connection.js';
 import { ensureEventStream, EventOutbox } from '../src/cluster/nats/event-outbox.js';
 import { ClusterNames } from '../src/cluster/nats/subjects.js';
 import { createLogger } from '../src/log.js';
-import { startNats, type NatsServer } from './helpers/nats.js';
+import { natsForFile } from './helpers/nats-suite.js';
 import { pollUntil } from './helpers/serve-process.js';
 
 /**
@@ -16,16 +16,8 @@ import { pollUntil } from './helpers/serve-process.js';
 
 const logger = createLogger('silent');
 const names = new ClusterNames('evt');
-let nats: NatsServer;
-const conns: NatsConnection[] = [];
-
-beforeAll(async () => {
-  nats = await startNats();
-}, 30_000);
-afterAll(async () => {
-  for (const c of conns) await c.close().catch(() => undefined);
-  await nats?.stop();
-});
+const nats = natsForFile();
+const conns = nats.connections;
 
 async function readAll(nc: NatsConnection, expected: number, ms = 15_000): Promise<number[]> {
   const consumer = await nc.jetstream().consumers.get(names.eventStream, { filterSubjects: names.allEvents, opt_start_seq: 1 });

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from 'nats';
 import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../src/cluster/leases.js';
 import { Membership } from '../src/cluster/membership.js';
 import { connectNats } from '../src/cluster/nats/connection.js';
@@ -11,7 +10,7 @@ import { StreamOwnership } from '../src/cluster/ownership.js';
 import { clusterSchema } from '../src/config/sections/cluster.js';
 import { isFacestreamError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
-import { startNats, type NatsServer } from './helpers/nats.js';
+import { natsForFile } from './helpers/nats-suite.js';
 import { pollUntil } from './helpers/serve-process.js';
 
 /**
@@ -25,16 +24,8 @@ const TTL = 2000;
 const BEAT = 400;
 const logger = createLogger('silent');
 const STREAMS = ['cam-1', 'cam-2', 'cam.3', 'cam-4'];
-let nats: NatsServer;
-const conns: NatsConnection[] = [];
-
-beforeAll(async () => {
-  nats = await startNats();
-}, 30_000);
-afterAll(async () => {
-  for (const c of conns) await c.close().catch(() => undefined);
-  await nats?.stop();
-});
+const nats = natsForFile();
+const conns = nats.connections;
 
 async function worker(nodeId: string) {
   const nc = await connectNats(nats.url, nodeId, logger);

@@ -3,13 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameSource } from '../src/ingest/stream.js';
 import { createLogger } from '../src/log.js';
 import type { Gallery } from '../src/index/gallery.js';
-import type { ModelRuntime } from '../src/models/runtime.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { iou } from '../src/pipeline/detect/boxes.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
 import type { FrameResult } from '../src/pipeline/result.js';
-import { enrolledGallery } from './helpers/gallery.js';
-import { testConfig, testRuntime } from './helpers/models.js';
+import { enrolledAnalyzer } from './helpers/gallery.js';
+import { testConfig } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 
 const reference = JSON.parse(fs.readFileSync(dataFile('reference', 'mtcnn_reference.json'), 'utf8')) as {
@@ -44,21 +43,15 @@ async function processClip(pipeline: Pipeline, file: string, id: string, config 
 const referenceIndex = (r: FrameResult, fps: number) => Math.round(r.pts * fps);
 
 describe('recognition on real video through ingest, pipeline and gallery', () => {
-  let runtime: ModelRuntime;
   let analyzer: FaceAnalyzer;
   let gallery: Gallery;
   let cleanup: () => Promise<void>;
   const config = testConfig();
 
   beforeAll(async () => {
-    runtime = testRuntime(config);
-    analyzer = await FaceAnalyzer.create(runtime, config);
-    ({ gallery, cleanup } = await enrolledGallery(analyzer, config));
+    ({ analyzer, gallery, cleanup } = await enrolledAnalyzer(config));
   });
-  afterAll(async () => {
-    await cleanup();
-    await runtime.close();
-  });
+  afterAll(() => cleanup());
 
   it('labels Lin-Manuel Miranda in the Hamilton clip and nobody else wrongly', async () => {
     expect(gallery.counts().identities).toBe(10);

@@ -1,32 +1,25 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gallery } from '../src/index/gallery.js';
 import type { RgbImage } from '../src/image/types.js';
-import type { ModelRuntime } from '../src/models/runtime.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
 import { refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
-import { enrolledGallery } from './helpers/gallery.js';
-import { testConfig, testRuntime } from './helpers/models.js';
+import { enrolledAnalyzer } from './helpers/gallery.js';
+import { testConfig } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 import { decodeVideoFrames } from './helpers/video.js';
 
 describe('tracked detection against full detection (real models and clips)', () => {
-  let runtime: ModelRuntime;
   let analyzer: FaceAnalyzer;
   let gallery: Gallery;
   let cleanup: () => Promise<void>;
   const config = testConfig();
 
   beforeAll(async () => {
-    runtime = testRuntime(config);
-    analyzer = await FaceAnalyzer.create(runtime, { ...config, detector: { ...config.detector, minFaceSize: 40 } });
-    ({ gallery, cleanup } = await enrolledGallery(analyzer, config));
+    ({ analyzer, gallery, cleanup } = await enrolledAnalyzer({ ...config, detector: { ...config.detector, minFaceSize: 40 } }));
   });
-  afterAll(async () => {
-    await cleanup();
-    await runtime.close();
-  });
+  afterAll(() => cleanup());
 
   it('finds, in the window around each face a keyframe found, the same face', async () => {
     // A 1080p crowd frame: many faces of many sizes, some near the picture's edge.

@@ -78,3 +78,4 @@ export async function startNats(): Promise<NatsServer> {
     },
   };
 }
+
