@@ -101,6 +101,9 @@ describe('cluster: two workers and an api node on PostgreSQL and NATS', () => {
   const acknowledged: string[] = [];
 
   it('spreads four streams over the two workers, and the api node viewer sees all four', async () => {
+    // A worker's banner points at what it serves, not at a viewer that answers 421 there.
+    expect(nodes.get('w1')!.log.join('\n')).toMatch(/cluster worker w1: runs the streams it holds/);
+    expect(nodes.get('w1')!.log.join('\n')).not.toMatch(/viewer:/);
     for (const s of STREAMS) expect((await api('a1', 'POST', '/api/v1/streams', s)).status).toBe(201);
     viewer = new FrameViewer(nodes.get('a1')!.url, KEY);
     await until('two streams on each worker', async () => (await held('w1')) === 2 && (await held('w2')) === 2, 30_000);

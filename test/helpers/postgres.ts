@@ -64,7 +64,19 @@ export async function startPostgres(): Promise<PostgresServer> {
 
   let child: ChildProcess | undefined;
   let log = '';
-  const killOnExit = () => child?.kill('SIGKILL');
+  let frozen: number[] = [];
+  // A server left frozen (a test that failed between freeze and thaw) must not outlive the run:
+  // stopped backends never notice that their postmaster died.
+  const killOnExit = () => {
+    for (const pid of frozen) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+    }
+    child?.kill('SIGKILL');
+  };
   process.on('exit', killOnExit);
 
   const start = async () => {
@@ -130,10 +142,12 @@ export async function startPostgres(): Promise<PostgresServer> {
     halt,
     resume: start,
     freeze: () => {
-      for (const pid of processes()) process.kill(pid, 'SIGSTOP');
+      frozen = processes();
+      for (const pid of frozen) process.kill(pid, 'SIGSTOP');
     },
     thaw: () => {
       for (const pid of processes()) process.kill(pid, 'SIGCONT');
+      frozen = [];
     },
     stop: async () => {
       await halt();

@@ -51,7 +51,8 @@ export function startServeProcess(opts: { id: string; cli: string; configFile: s
     child.once('exit', early);
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       keep(line);
-      const m = /viewer:\s+(http:\/\/[^/\s]+)\//.exec(line);
+      // The banner's first URL: the viewer's, or a worker node's health endpoint.
+      const m = /(?:viewer|health):\s+(http:\/\/[^/\s]+)\//.exec(line);
       if (!m) return;
       clearTimeout(timer);
       child.off('exit', early);

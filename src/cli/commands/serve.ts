@@ -20,6 +20,12 @@ const collect = (v: string, all: string[] = []) => [...all, v];
 function banner(server: RunningServer, demo: boolean): string {
   const u = server.url.replace('://0.0.0.0', '://127.0.0.1').replace('://[::]', '://127.0.0.1');
   const lines = ['', `facestream ${server.ctx.version} is running${demo ? ' the demo' : ''}.`, ''];
+  const cluster = server.ctx.config.cluster;
+  if (cluster?.role === 'worker') {
+    // A worker serves no API or viewer (421 WRONG_NODE): say where it stands instead.
+    lines.push(`  cluster worker ${cluster.nodeId}: runs the streams it holds; the viewer and the API are on the api nodes.`, `  health:   ${u}/health`, `  metrics:  ${u}/metrics`, '', 'Press Ctrl+C to stop.', '');
+    return lines.join('\n');
+  }
   if (server.generatedKey) {
     lines.push(
       `  viewer:   ${u}/#key=${server.generatedKey}`,
