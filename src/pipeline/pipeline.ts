@@ -321,9 +321,10 @@ export class Pipeline {
     // Planned here, in the stream's order. A 'follow' frame's search follows the tracks of the
     // frame before, so it waits for that frame's tracking; a keyframe searches the whole picture
     // at once, beside the frames before it (other streams' frames fill the workers meanwhile).
-    const detectionPlan = slot.detection.admit(frame);
-    const follows = detectionPlan.kind === 'follow';
     try {
+      // Before the first await: frames are planned in the order they were admitted.
+      const detectionPlan = slot.detection.admit(frame);
+      const follows = detectionPlan.kind === 'follow';
       if (follows) await slot.trackGate.enter(ticket);
       const detectStart = performance.now();
       const minFaceSize = slot.options.minFaceSize ?? this.analyzer.detector.options.minFaceSize;
