@@ -12,8 +12,9 @@
  *          --modes tracked,full  --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1
  *          --fps-hamilton 10  --fps-crowd 25  --workers N (pipeline.workers)  --threads N (intra-op
  *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --per-stream N
- *          (pipeline.perStreamInFlight)  --no-recall  --in-step (start every stream at once: their
- *          frames arrive together, a worst case)
+ *          (pipeline.perStreamInFlight)  --no-recall  --in-step (start every stream at once: they show
+ *          the same part of the clip at the same time, a worst case; by default they start spread
+ *          over one loop of the clip, as cameras showing different scenes)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +41,8 @@ import type { DetectionKind } from '../src/pipeline/metrics.js';
 const SHARED = process.env.FACESTREAM_SHARED ?? path.resolve(PACKAGE_ROOT, '..', 'shared');
 /** The clips' own frame rates: offline runs stamp frames with these, as ffmpeg would. */
 const NATIVE_FPS: Record<string, number> = { hamilton: 29.97, crowd: 25 };
+/** Length of each clip (one loop), seconds. */
+const CLIP_SECONDS: Record<string, number> = { hamilton: 300 / 29.97, crowd: 105 / 25 };
 const CLIPS: Record<string, string> = {
   hamilton: path.join(SHARED, 'data', 'video', 'hamilton_640x360.mp4'),
   crowd: path.join(SHARED, 'data', 'video', 'crowd_1080p.mp4'),
@@ -150,12 +153,14 @@ export async function run(args: string[]): Promise<void> {
           sources.push(source);
         }
         pipeline.bus.on('frame', (r) => observer.recording && latencies.push(r.processedAt - r.capturedAt));
-        // Cameras run on their own clocks: their frames do not arrive together. Streams started at
-        // once from the same file would stay in lockstep (every frame of every stream in one burst),
-        // so each starts a fraction of a frame interval after the previous (--in-step: together).
+        // Cameras show different scenes at any moment. Streams of one looped clip started together
+        // would all reach its busiest seconds (the most faces) at once, every loop, a load no set of
+        // real cameras has; so the streams start spread over one loop of the clip, each showing
+        // another part of it (--in-step: all at once, the worst case).
+        const loopMs = (1000 * CLIP_SECONDS[clip]) / n;
         for (const [i, s] of sources.entries()) {
           s.start();
-          if (!inStep && i < sources.length - 1) await new Promise((r) => setTimeout(r, 1000 / fpsOf[clip] / n));
+          if (!inStep && i < sources.length - 1) await new Promise((r) => setTimeout(r, loopMs));
         }
         await new Promise((r) => setTimeout(r, warmup * 1000));
         const statsAt = () => sources.map((s, i) => ({ ...pipeline.streamStats(`${clip}-${i}`)! , dropped: { ...pipeline.streamStats(`${clip}-${i}`)!.dropped } }));
