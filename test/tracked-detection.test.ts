@@ -4,7 +4,7 @@ import type { RgbImage } from '../src/image/types.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import { refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
+import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { enrolledAnalyzer } from './helpers/gallery.js';
 import { testConfig } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
@@ -24,7 +24,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   it('finds, in the window around each face a keyframe found, the same face', async () => {
     // A 1080p crowd frame: many faces of many sizes, some near the picture's edge.
     const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
-    const search = { width: frame.width, height: frame.height, minFaceSize: 40, scaleFactor: config.detector.scaleFactor };
+    const search = pictureSearch(frame.width, frame.height, 40, config.detector.scaleFactor);
     const keyframe = await analyzer.detector.searchBatch([{ image: frame, windows: [{ x: 0, y: 0, width: frame.width, height: frame.height }] }], { minFaceSize: 40 });
     expect(keyframe[0].length).toBeGreaterThan(5);
     const windows = keyframe[0].map((f) => ({ image: frame, windows: refineWindows([f.box], TRACKED_SEARCH_DEFAULTS, search) }));

@@ -3,7 +3,7 @@ import type { Box, RgbImage } from '../src/image/types.js';
 import type { Frame } from '../src/ingest/frame.js';
 import { StreamDetection, type DetectionPolicy } from '../src/pipeline/detect/detection-schedule.js';
 import { levelPart, pyramidLevels } from '../src/pipeline/detect/pyramid.js';
-import { motionWindows, refineWindows, searchedShare, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
+import { motionWindows, pictureSearch, refineWindows, searchedShare, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { MOTION_DEFAULTS, motionGrid, updateMotion, type MotionBackground } from '../src/pipeline/motion/motion-mask.js';
 import { IouTracker } from '../src/pipeline/track/tracker.js';
 
@@ -60,7 +60,7 @@ describe('motion mask', () => {
 
 describe('search windows between keyframes', () => {
   it('centres a window of windowScale face sizes on each predicted box, on parts of the stream pyramid levels near the face size', () => {
-    const picture = { width: 640, height: 360, minFaceSize: 20, scaleFactor: 0.709 };
+    const picture = pictureSearch(640, 360, 20, 0.709);
     const [w] = refineWindows([[100, 100, 160, 160]], { ...TRACKED_SEARCH_DEFAULTS, windowScale: 2 }, picture);
     expect([w.x, w.y, w.width, w.height]).toEqual([70, 70, 120, 120]);
     const faces = w.levels!.map((l) => 12 / l.scale);
@@ -73,7 +73,7 @@ describe('search windows between keyframes', () => {
       expect(l.part).toMatchObject({ levelWidth: level.width, levelHeight: level.height });
     }
     // Nothing smaller than the stream's minimum face is searched; a face under it is searched at the finest level only.
-    const small = refineWindows([[0, 0, 20, 20]], TRACKED_SEARCH_DEFAULTS, { ...picture, minFaceSize: 60 })[0];
+    const small = refineWindows([[0, 0, 20, 20]], TRACKED_SEARCH_DEFAULTS, pictureSearch(640, 360, 60, 0.709))[0];
     expect(small.levels!.map((l) => l.scale)).toEqual([12 / 60]);
   });
 
@@ -101,7 +101,7 @@ describe('search windows between keyframes', () => {
   });
 
   it('leaves motion inside a tracked window to it, merges overlapping motion, pads to one minimum face, clips to the picture', () => {
-    const picture = { width: 640, height: 360, minFaceSize: 40, scaleFactor: 0.709 };
+    const picture = pictureSearch(640, 360, 40, 0.709);
     const refine = refineWindows([[300, 100, 340, 140]], TRACKED_SEARCH_DEFAULTS, picture);
     const motion: Box[] = [
       [310, 110, 330, 130], // inside the tracked face's window

@@ -2,7 +2,7 @@ import type { Box, RgbImage } from '../../image/types.js';
 import type { DetectionKind } from '../metrics.js';
 import { updateMotion, type MotionBackground, type MotionParams } from '../motion/motion-mask.js';
 import { wholePicture, type DetectedFace, type MtcnnDetector, type SearchRequest, type SearchWindow } from './mtcnn.js';
-import { motionWindows, refineWindows, searchedShare, type TrackedSearchParams } from './search-plan.js';
+import { motionWindows, pictureSearch, refineWindows, searchedShare, type TrackedSearchParams } from './search-plan.js';
 
 /**
  * What to detect in one frame. 'full': the whole picture. 'tracked': the windows around the
@@ -80,7 +80,7 @@ export class FrameDetector {
     if (r.mode === 'full' || r.keyframe) return { ...full(), motionShare: 0 };
     // The background follows every frame that is not a keyframe.
     const motion = r.motion ? updateMotion(picture, r.motion, this.params.motion) : { boxes: [], changedShare: 0 };
-    const search = { width: picture.width, height: picture.height, minFaceSize: r.minFaceSize, scaleFactor: this.params.scaleFactor };
+    const search = pictureSearch(picture.width, picture.height, r.minFaceSize, this.params.scaleFactor);
     const refine = refineWindows(r.tracks, this.params.tracked, search);
     const moving = motionWindows(motion.boxes, refine, search, this.params.tracked);
     const motionCover = searchedShare(moving, picture);

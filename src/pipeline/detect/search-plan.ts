@@ -16,13 +16,18 @@ export interface TrackedSearchParams {
 
 export const TRACKED_SEARCH_DEFAULTS: TrackedSearchParams = { windowScale: 2.5, motionMargin: 0.25, keyframeShare: 0.5, seeds: false };
 
-/** Picture size and detection settings every window of a frame is planned with. */
+/** Picture size and detection settings every window of a frame is planned with (`pictureSearch`). */
 export interface PictureSearch {
   width: number;
   height: number;
   minFaceSize: number;
-  /** Pyramid scale step (config detector.scaleFactor). */
-  scaleFactor: number;
+  /** The whole picture's pyramid (what a keyframe searches), whose level parts the windows search. */
+  pyramid: readonly PyramidLevel[];
+}
+
+/** The search settings of a `width` x `height` picture: its pyramid is computed once for all its windows. */
+export function pictureSearch(width: number, height: number, minFaceSize: number, scaleFactor: number): PictureSearch {
+  return { width, height, minFaceSize, pyramid: pyramidLevels(width, height, minFaceSize, scaleFactor) };
 }
 
 /**
@@ -35,7 +40,7 @@ export interface PictureSearch {
  * or grows. With `seeds`, the predicted box also goes straight to O-Net.
  */
 export function refineWindows(predicted: readonly Box[], params: TrackedSearchParams, picture: PictureSearch): SearchWindow[] {
-  const pyramid = pyramidLevels(picture.width, picture.height, picture.minFaceSize, picture.scaleFactor);
+  const { pyramid } = picture;
   return predicted.flatMap((box) => {
     const face = Math.max(12, box[2] - box[0], box[3] - box[1]);
     const side = Math.round(params.windowScale * face);
@@ -75,8 +80,7 @@ function inside(inner: Box, outer: Box): boolean {
  * search it), for faces up to twice its size.
  */
 export function motionWindows(motion: readonly Box[], covered: readonly SearchWindow[], picture: PictureSearch, params: TrackedSearchParams): SearchWindow[] {
-  const { minFaceSize } = picture;
-  const pyramid = pyramidLevels(picture.width, picture.height, minFaceSize, picture.scaleFactor);
+  const { minFaceSize, pyramid } = picture;
   const coveredBoxes: Box[] = covered.map((w) => [w.x, w.y, w.x + w.width, w.y + w.height]);
   let boxes: Box[] = [];
   for (const m of motion) {
