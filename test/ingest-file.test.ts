@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Frame } from '../src/ingest/frame.js';
 import { dataFile } from './helpers/paths.js';
@@ -7,6 +9,8 @@ import { ingestConfig, isAlive, recordedSource, waitFor, waitForState, type Reco
 
 const HAMILTON = dataFile('video', 'hamilton_640x360.mp4');
 const md5 = (b: Uint8Array) => crypto.createHash('md5').update(b).digest('hex');
+/** This process's frame pipe directories (src/ingest/frame-pipe.ts). */
+const pipeDirs = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`facestream-frames-${process.pid}-`));
 
 const open: Recorded[] = [];
 function track(rec: Recorded): Recorded {
@@ -28,13 +32,27 @@ describe('file sources', () => {
     for (let off = 0; off + frameBytes <= ref.stdout.length; off += frameBytes) refHashes.push(md5(ref.stdout.subarray(off, off + frameBytes)));
     expect(refHashes).toHaveLength(300);
 
+    // The sole receiver releases each frame once read: the source reuses its memory for later
+    // frames (a few buffers for the whole file), and no frame's bytes are overwritten before that.
     const hashes: string[] = [];
-    const rec = track(recordedSource({ id: 'hamilton', url: HAMILTON, realtime: false }, ingestConfig(), (f) => hashes.push(md5(f.data))));
+    const memory = new Set<ArrayBufferLike>();
+    let releasable = 0;
+    const rec = track(
+      recordedSource({ id: 'hamilton', url: HAMILTON, realtime: false }, ingestConfig(), (f) => {
+        hashes.push(md5(f.data));
+        memory.add(f.data.buffer);
+        if (f.release) releasable++;
+        f.release?.();
+        f.release?.(); // a second call must not give the buffer back twice
+      }),
+    );
     rec.source.start();
     await waitFor('the end of the file', () => rec.ended > 0, 30_000);
 
     expect(rec.frames).toHaveLength(275);
     expect(hashes).toEqual(refHashes.slice(25));
+    expect(releasable).toBe(275);
+    expect(memory.size).toBeLessThanOrEqual(3);
     expect(rec.frames.map((f) => f.seq)).toEqual([...Array(275).keys()]);
     for (let i = 1; i < rec.frames.length; i++) expect(rec.frames[i].pts).toBeGreaterThan(rec.frames[i - 1].pts);
     expect(rec.frames[0].pts).toBeCloseTo(0.844, 2);
@@ -43,6 +61,22 @@ describe('file sources', () => {
     expect(rec.source.state).toBe('stopped');
     expect(rec.source.lastError).toBeUndefined();
     expect(rec.source.stats).toMatchObject({ framesRead: 275, bytesRead: 275 * frameBytes, restarts: 0, truncatedBytes: 0, decodeErrors: 0 });
+    // The run's named pipe and its directory went with it.
+    await waitFor('the pipe directory to go', () => pipeDirs().length === 0, 2000);
+  });
+
+  it('reads the frames from ffmpeg’s stdout when asked (platforms without named pipes), byte-identical too', async () => {
+    const ref = spawnSync('ffmpeg', ['-v', 'error', '-i', HAMILTON, '-frames:v', '60', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 2 ** 30 });
+    const frameBytes = 640 * 360 * 3;
+    const refHashes: string[] = [];
+    for (let off = 0; off + frameBytes <= ref.stdout.length; off += frameBytes) refHashes.push(md5(ref.stdout.subarray(off, off + frameBytes)));
+    const hashes: string[] = [];
+    const rec = track(recordedSource({ id: 'stdout', url: HAMILTON, realtime: false }, ingestConfig({ framePipe: 'stdout' }), (f) => hashes.push(md5(f.data))));
+    rec.source.start();
+    await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+    expect(rec.frames).toHaveLength(275);
+    expect(hashes.slice(0, 35)).toEqual(refHashes.slice(25, 60));
+    expect(pipeDirs()).toEqual([]);
   });
 
   it('scales down inside ffmpeg keeping the aspect ratio, to even sizes, and thins the rate without duplicates', async () => {
@@ -130,6 +164,18 @@ describe('file sources', () => {
     expect(isAlive(pid)).toBe(false);
     expect(rec.source.state).toBe('stopped');
     expect(rec.frames).toHaveLength(1);
+  });
+
+  it('offers release() only to a sole receiver, and never reuses memory that was not released', async () => {
+    const rec = track(recordedSource({ id: 'two-receivers', url: HAMILTON, realtime: false }));
+    const second: Frame[] = [];
+    rec.source.on('frame', (f) => second.push(f));
+    rec.source.start();
+    await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+    expect(second).toHaveLength(275);
+    expect(second.some((f) => f.release)).toBe(false);
+    // Nobody released anything: every frame kept memory of its own.
+    expect(new Set(second.map((f) => f.data.buffer)).size).toBe(275);
   });
 
   it('stop() kills ffmpeg and resolves once it is gone; no ended event', async () => {

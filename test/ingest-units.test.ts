@@ -1,9 +1,15 @@
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ingestSchema } from '../src/config/sections/ingest.js';
 import { backoffDelay } from '../src/ingest/backoff.js';
 import { ffmpegArgs, rateLimitFilter } from '../src/ingest/command.js';
 import { classifyStderr } from '../src/ingest/errors.js';
 import { versionedOptions } from '../src/ingest/ffmpeg.js';
+import { FrameBufferPool } from '../src/ingest/frame-buffers.js';
+import { FramePipe } from '../src/ingest/frame-pipe.js';
 import { parseShowinfo, RawFrameReader, type RawFrame } from '../src/ingest/framer.js';
 import { redactText, redactUrl, resolveSource } from '../src/ingest/source.js';
 import { FrameSource } from '../src/ingest/stream.js';
@@ -136,39 +142,181 @@ describe('reconnect backoff', () => {
 });
 
 describe('raw frame reader', () => {
-  /** Frames whose every byte is its index, written in awkward chunk sizes, with lines arriving late. */
+  /**
+   * Frames whose every byte is its index, written in awkward chunk sizes from one reused buffer
+   * (as the frame pipe does: the reader must copy what it keeps), with lines arriving late.
+   */
   async function feed(sizes: [number, number][], chunk: number, opts: { pauseAt?: number } = {}) {
     const frames: RawFrame[] = [];
+    const firstBytes: number[] = [];
     const reader = new RawFrameReader((f) => {
       frames.push(f);
+      firstBytes.push(f.data[0]);
       if (frames.length === opts.pauseAt) reader.pause();
     });
+    let drains = 0;
+    let finished = false;
+    reader.on('drain', () => drains++);
+    reader.on('finish', () => (finished = true));
     const all = Buffer.concat(sizes.map(([w, h], i) => Buffer.alloc(w * h * 3, i)));
-    const writes: Promise<void>[] = [];
-    for (let off = 0; off < all.length; off += chunk) writes.push(new Promise((r) => reader.write(all.subarray(off, off + chunk), () => r())));
+    const scratch = Buffer.alloc(chunk);
+    const accepted: boolean[] = [];
+    for (let off = 0; off < all.length; off += chunk) {
+      const n = all.copy(scratch, 0, off, off + chunk);
+      accepted.push(reader.write(scratch.subarray(0, n)));
+      scratch.fill(0xff); // reused at once: nothing of it may have been kept by reference
+    }
+    reader.end();
     // The lines come after the bytes: frames must wait for them, not guess.
     await new Promise((r) => setTimeout(r, 10));
     expect(frames).toHaveLength(0);
+    expect(accepted.every((a) => !a)).toBe(true);
+    expect(finished).toBe(false);
     sizes.forEach(([width, height], n) => reader.pushInfo({ n, pts: n / 10, width, height }));
-    return { frames, reader, writes };
+    return { frames, firstBytes, reader, drains: () => drains, finished: () => finished };
   }
 
   it('cuts frames exactly, sizes from their own lines, across chunk boundaries', async () => {
     const sizes: [number, number][] = [[4, 2], [4, 2], [6, 4], [2, 2]];
-    const { frames, writes } = await feed(sizes, 7);
-    await Promise.all(writes);
+    const { frames, drains, finished } = await feed(sizes, 7);
     expect(frames.map((f) => [f.info.width, f.info.height, f.data.length])).toEqual(sizes.map(([w, h]) => [w, h, w * h * 3]));
     frames.forEach((f, i) => expect(f.data.every((b) => b === i)).toBe(true));
+    expect(drains()).toBe(1);
+    expect(finished()).toBe(true);
   });
 
-  it('holds bytes while paused and delivers them all on resume', async () => {
+  it('holds bytes while paused and delivers them all on resume, finishing only then', async () => {
     const sizes: [number, number][] = Array.from({ length: 6 }, () => [4, 4]);
-    const { frames, reader, writes } = await feed(sizes, 5, { pauseAt: 2 });
+    const { frames, firstBytes, reader, drains, finished } = await feed(sizes, 5, { pauseAt: 2 });
     await new Promise((r) => setTimeout(r, 20));
     expect(frames).toHaveLength(2);
+    expect(drains()).toBe(0);
+    expect(finished()).toBe(false);
     reader.resume();
-    await Promise.all(writes);
     expect(frames).toHaveLength(6);
-    frames.forEach((f, i) => expect(f.data[0]).toBe(i));
+    expect(firstBytes).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(drains()).toBe(1);
+    expect(finished()).toBe(true);
+  });
+
+  it('takes bytes straight into frames when their lines came first, asking for no pause', () => {
+    const frames: RawFrame[] = [];
+    const reader = new RawFrameReader((f) => frames.push(f));
+    reader.pushInfo({ n: 0, pts: 0, width: 2, height: 2 });
+    reader.pushInfo({ n: 1, pts: 0.1, width: 2, height: 2 });
+    expect(reader.write(Buffer.alloc(24, 7))).toBe(true);
+    expect(frames.map((f) => f.data[0])).toEqual([7, 7]);
+    expect(reader.bytesRead).toBe(24);
+    expect(reader.partialBytes).toBe(0);
+  });
+});
+
+describe('frame buffer pool', () => {
+  it('hands a given-back buffer to the next frame of its size, and allocates otherwise', () => {
+    const pool = new FrameBufferPool(2);
+    const a = pool.take(12);
+    const b = pool.take(12);
+    expect(a.buffer).not.toBe(b.buffer);
+    expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+    pool.give(a);
+    expect(pool.take(12)).toBe(a);
+    // A new size (a camera switching profile): the old buffers are of no use.
+    pool.give(b);
+    const c = pool.take(27);
+    expect(c.length).toBe(27);
+    expect(c).not.toBe(b);
+    expect(pool.take(12)).not.toBe(b);
+    expect({ allocated: pool.allocated, reused: pool.reused }).toEqual({ allocated: 4, reused: 1 });
+  });
+
+  it('holds at most `keep` free buffers', () => {
+    const pool = new FrameBufferPool(2);
+    const bufs = [pool.take(3), pool.take(3), pool.take(3)];
+    bufs.forEach((b) => pool.give(b));
+    pool.take(3);
+    pool.take(3);
+    pool.take(3);
+    expect(pool.reused).toBe(2);
+  });
+
+  it('lets a reader reuse a released frame, and give back the frame it was cutting when discarded', async () => {
+    const pool = new FrameBufferPool();
+    const frames: RawFrame[] = [];
+    const firstBytes: number[] = [];
+    const reader = new RawFrameReader((f) => {
+      frames.push(f);
+      firstBytes.push(f.data[0]);
+      if (frames.length === 1) pool.give(f.data); // released at once: the next frame gets it
+    }, pool);
+    for (let n = 0; n < 3; n++) reader.pushInfo({ n, pts: n, width: 2, height: 2 });
+    // Cut at once; the write's callback waits for the fourth frame's line, which never comes.
+    reader.write(Buffer.concat([Buffer.alloc(12, 1), Buffer.alloc(12, 2), Buffer.alloc(12, 3), Buffer.alloc(5, 4)]));
+    await new Promise((r) => setImmediate(r));
+    expect(firstBytes).toEqual([1, 2, 3]);
+    expect(frames[1].data).toBe(frames[0].data);
+    expect(frames[2].data).not.toBe(frames[1].data);
+    expect(frames[2].data[0]).toBe(3);
+    reader.pushInfo({ n: 3, pts: 3, width: 2, height: 2 });
+    reader.discard();
+    // The fourth frame's buffer, never handed out, is back in the pool.
+    const next = pool.take(12);
+    expect([frames[0].data, frames[2].data]).not.toContain(next);
+    expect(pool.reused).toBe(2);
+  });
+});
+
+describe('frame pipe (named pipe from ffmpeg)', () => {
+  it('is a FIFO only its owner can open, in a private directory removed on close', () => {
+    const pipe = FramePipe.open();
+    const dir = path.dirname(pipe.path);
+    expect(fs.statSync(pipe.path).isFIFO()).toBe(true);
+    expect(fs.statSync(pipe.path).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(path.basename(dir).startsWith(`facestream-frames-${process.pid}-`)).toBe(true);
+    pipe.close();
+    return new Promise<void>((resolve) => setTimeout(() => {
+      expect(fs.existsSync(dir)).toBe(false);
+      resolve();
+    }, 200));
+  });
+
+  it('delivers what a writer writes, waits for a writer that opens late, and ends when it is gone', async () => {
+    const pipe = FramePipe.open();
+    const frames: RawFrame[] = [];
+    const reader = new RawFrameReader((f) => frames.push(f));
+    const finished = new Promise<void>((r) => reader.once('finish', () => r()));
+    pipe.readInto(reader);
+    // No writer for a while: the reader must not take that for the end of the file.
+    await new Promise((r) => setTimeout(r, 300));
+    for (let n = 0; n < 3; n++) reader.pushInfo({ n, pts: n, width: 16, height: 16 });
+    const writer = spawn('sh', ['-c', `head -c ${3 * 16 * 16 * 3} /dev/zero | tr '\\0' 'A' > "$0"`, pipe.path], { stdio: 'ignore' });
+    writer.once('exit', () => pipe.writerGone());
+    await finished;
+    expect(frames).toHaveLength(3);
+    expect(frames.every((f) => f.data.every((b) => b === 65))).toBe(true);
+    pipe.close();
+  });
+
+  it('ends the reader when no writer ever came (ffmpeg failed before opening its output)', async () => {
+    const pipe = FramePipe.open();
+    const reader = new RawFrameReader(() => {});
+    const finished = new Promise<void>((r) => reader.once('finish', () => r()));
+    pipe.readInto(reader);
+    pipe.writerGone();
+    await finished;
+    pipe.close();
+  });
+
+  it('sweeps the directories of processes that are gone, and only those', () => {
+    const gone = spawnSync('true').pid!;
+    const stale = fs.mkdtempSync(path.join(os.tmpdir(), `facestream-frames-${gone}-`));
+    const mine = FramePipe.open();
+    FramePipe.sweepStale();
+    return new Promise<void>((resolve) => setTimeout(() => {
+      expect(fs.existsSync(stale)).toBe(false);
+      expect(fs.existsSync(mine.path)).toBe(true);
+      mine.close();
+      resolve();
+    }, 200));
   });
 });

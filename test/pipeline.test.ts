@@ -8,13 +8,18 @@ import { testConfig, testRuntime } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 import { decodeVideoFrames } from './helpers/video.js';
 
-/** Offers `frames` (cycling) to a live stream at `fps` for `ms`, stamping capture time like a camera. */
-async function pushLive(pipeline: Pipeline, streamId: string, frames: RgbImage[], fps: number, ms: number): Promise<number> {
+/**
+ * Offers `frames` (cycling) to a live stream at `fps` for `ms`, stamping capture time like a camera.
+ * With `onRelease`, each frame carries a release() (as a source's sole receiver gets) that reports its seq.
+ */
+async function pushLive(pipeline: Pipeline, streamId: string, frames: RgbImage[], fps: number, ms: number, onRelease?: (seq: number) => void): Promise<number> {
   const start = Date.now();
   let seq = 0;
   while (Date.now() - start < ms) {
     const f = frames[seq % frames.length];
-    pipeline.offer({ streamId, seq, pts: seq / fps, capturedAt: Date.now(), width: f.width, height: f.height, data: f.data });
+    const n = seq;
+    const release = onRelease ? () => onRelease(n) : undefined;
+    pipeline.offer({ streamId, seq, pts: seq / fps, capturedAt: Date.now(), width: f.width, height: f.height, data: f.data, ...(release ? { release } : {}) });
     seq++;
     await new Promise((r) => setTimeout(r, 1000 / fps));
   }
@@ -42,12 +47,22 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     // Whole-picture detection of every frame: tracked mode keeps up with much of this rate.
     pipeline.addStream('fast', { mode: 'live', minFaceSize: 40, detection: { mode: 'full' } });
     const latencies: number[] = [];
+    const processedSeqs: number[] = [];
+    const released: number[] = [];
     let maxWaiting = 0;
-    pipeline.bus.on('frame', (r) => latencies.push(r.processedAt - r.capturedAt));
+    const events: string[] = [];
+    pipeline.bus.on('frame', (r) => {
+      latencies.push(r.processedAt - r.capturedAt);
+      processedSeqs.push(r.seq);
+      events.push(`frame ${r.seq}`);
+    });
     const heapBefore = process.memoryUsage().heapUsed + process.memoryUsage().external;
     const sampler = setInterval(() => (maxWaiting = Math.max(maxWaiting, pipeline.queueDepths().waiting)), 5);
     // 1080p offered at 60 fps: several times what two cores can detect.
-    const offered = await pushLive(pipeline, 'fast', big, 60, 4000);
+    const offered = await pushLive(pipeline, 'fast', big, 60, 4000, (seq) => {
+      released.push(seq);
+      events.push(`release ${seq}`);
+    });
     clearInterval(sampler);
     await pipeline.idle();
     const stats = pipeline.streamStats('fast')!;
@@ -60,6 +75,14 @@ describe('pipeline scheduling and back-pressure (real models)', () => {
     expect(stats.dropped.stale + stats.dropped['too-old']).toBeGreaterThan(offered / 3);
     expect(stats.processed + stats.dropped.stale + stats.dropped['too-old']).toBe(offered);
     expect(maxWaiting).toBeLessThanOrEqual(1);
+    // Every frame goes back to its source once (its memory serves a later frame): a dropped one at
+    // once, a processed one only after its 'frame' listeners ran and a later frame replaced it as
+    // the stream's last frame; the last one is kept (snapshot, enroll by track).
+    expect(new Set(released).size).toBe(released.length);
+    expect(released.length).toBe(offered - 1);
+    const last = processedSeqs[processedSeqs.length - 1];
+    expect(released).not.toContain(last);
+    for (const seq of processedSeqs.slice(0, -1)) expect(events.indexOf(`release ${seq}`)).toBeGreaterThan(events.indexOf(`frame ${seq}`));
     // Bounded by the in-flight limit, not by how long the overload lasts.
     expect(p95).toBeLessThan(config.pipeline.maxFrameAgeMs + 1500);
     expect(growthMb).toBeLessThan(200);

@@ -79,6 +79,8 @@ export class AnnotatedVideoWriter {
   }
 
   write(result: FrameResult, frame: PipelineFrame): Promise<void> {
+    // Written after the frame's listeners return: its memory must not be reused meanwhile.
+    const release = frame.hold?.();
     this.chain = this.chain.then(async () => {
       if (this.failure) return;
       let pixels: Uint8Array;
@@ -90,6 +92,9 @@ export class AnnotatedVideoWriter {
         this.lastDrawError = err instanceof Error ? err.message : String(err);
         pixels = frame.data;
       }
+      // Pixels that are the frame's own (nothing drawn) are copied: ffmpeg's stdin buffers them, and
+      // the writer may repeat them, after the frame's memory went to a later frame.
+      if (pixels.buffer === frame.data.buffer) pixels = new Uint8Array(pixels);
       // The video keeps the size it started with: a source that changed resolution is scaled to it.
       if (frame.width !== this.width || frame.height !== this.height) {
         pixels = await sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), { raw: { width: frame.width, height: frame.height, channels: 3 } })
@@ -102,7 +107,7 @@ export class AnnotatedVideoWriter {
         if (this.failure) return;
         if (!this.input.write(part)) await new Promise<void>((r) => { this.input.once('drain', () => r()); void this.failed.then(() => r()); });
       }
-    });
+    }).finally(() => release?.());
     return this.chain;
   }
 

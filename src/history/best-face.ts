@@ -76,19 +76,32 @@ export async function measureSharpness(image: RgbImage, box: Box): Promise<numbe
 /** A frame as the history keeps it for a candidate (a reference, never a copy). */
 export interface CandidateFrame extends RgbImage {
   capturedAt: number;
+  /** The frame's Frame.hold, when its memory is reused once released. */
+  hold?: () => () => void;
 }
 
 export interface Candidate extends FaceSighting {
   frame: CandidateFrame;
   quality: number;
+  /** Releases the candidate's hold on its frame (set once the candidate is kept). */
+  release?: () => void;
 }
 
-/** Keeps the `max` best candidates by geometric quality (the list stays sorted, best first). */
+/**
+ * Keeps the `max` best candidates by geometric quality (the list stays sorted, best first). A kept
+ * candidate holds its frame's memory (`frame.hold`) until it is pushed out or `releaseCandidates`.
+ */
 export function offerCandidate(list: Candidate[], candidate: Candidate, max: number): boolean {
   if (list.length >= max && candidate.quality <= list[list.length - 1].quality) return false;
+  candidate.release = candidate.frame.hold?.();
   let i = list.length;
   while (i > 0 && list[i - 1].quality < candidate.quality) i--;
   list.splice(i, 0, candidate);
-  if (list.length > max) list.pop();
+  if (list.length > max) list.pop()!.release?.();
   return true;
+}
+
+/** Ends every candidate's hold on its frame: the list must not be read after. */
+export function releaseCandidates(list: readonly Candidate[]): void {
+  for (const c of list) c.release?.();
 }

@@ -7,7 +7,7 @@ import { canonicalCrop } from '../index/crop.js';
 import type { Logger } from '../log.js';
 import type { PipelineBus } from '../pipeline/bus.js';
 import type { DetailedFace, FrameResult, PipelineFrame } from '../pipeline/result.js';
-import { measureSharpness, sharpnessFactor, type Candidate } from './best-face.js';
+import { measureSharpness, releaseCandidates, sharpnessFactor, type Candidate } from './best-face.js';
 import { UnknownClusters, type ClusterState } from './clusters.js';
 import { PictureFiles, type PictureKind } from './files.js';
 import type { HistoryMetrics } from './metrics.js';
@@ -207,16 +207,21 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
 
   // ------------------------------------------------------------------ writing
 
+  /** An ended appearance: queued to be written, or its candidates' frames are let go at once. */
   private enqueue(a: OpenAppearance): void {
-    if (this.closed && !this.flushing) return;
+    if (!this.tryEnqueue(a)) releaseCandidates(a.candidates);
+  }
+
+  private tryEnqueue(a: OpenAppearance): boolean {
+    if (this.closed && !this.flushing) return false;
     if ((a.frames < this.config.minFrames && !a.announced) || a.candidates.length === 0 || (!a.identity && !this.config.unknown.enabled)) {
       this.counts.skipped++;
-      return;
+      return false;
     }
     if (this.queue.length >= this.config.queueSize) {
       this.counts.dropped++;
       this.opts.metrics.dropped.inc({ reason: 'queue-full' });
-      return;
+      return false;
     }
     this.queue.push(a);
     this.recentlyEnded.set(`${a.streamId}\0${a.trackId}`, { id: a.id, streamId: a.streamId, identityId: a.identity?.id ?? null });
@@ -228,6 +233,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       });
       this.writing = run;
     }
+    return true;
   }
 
   private flushing = false;
@@ -245,6 +251,8 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
           this.counts.dropped++;
           this.opts.metrics.dropped.inc({ reason: 'error' });
           this.opts.logger.warn({ err: (err as Error).message, stream: a.streamId, track: a.trackId }, 'history: appearance not stored');
+        } finally {
+          releaseCandidates(a.candidates);
         }
       }
     } finally {
@@ -512,7 +520,16 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
       return this.files.read(file);
     }
     const open = this.recorder.find(id);
-    if (open && open.candidates.length && (open.identity || this.config.unknown.enabled)) return kind === 'crop' ? this.encodeCrop(open.candidates[0]) : this.encodeSnapshot(open.candidates[0]);
+    if (open && open.candidates.length && (open.identity || this.config.unknown.enabled)) {
+      const best = open.candidates[0];
+      // A better candidate may push this one out while it is encoded.
+      const release = best.frame.hold?.();
+      try {
+        return await (kind === 'crop' ? this.encodeCrop(best) : this.encodeSnapshot(best));
+      } finally {
+        release?.();
+      }
+    }
     throw new FacestreamError('APPEARANCE_NOT_FOUND', `no appearance ${id}`, { appearanceId: id });
   }
 

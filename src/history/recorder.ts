@@ -111,7 +111,7 @@ export class AppearanceRecorder {
     const s = this.stream(result.streamId);
     s.frames++;
     const now = Date.now();
-    const image = { width: frame.width, height: frame.height, data: frame.data, capturedAt: frame.capturedAt };
+    const image = { width: frame.width, height: frame.height, data: frame.data, capturedAt: frame.capturedAt, ...(frame.hold ? { hold: frame.hold } : {}) };
     result.faces.forEach((face, i) => {
       const a = this.openFor(s, result.streamId, face.trackId, result.capturedAt);
       if (a.frames === 0) a.startedAt = result.capturedAt;

@@ -83,13 +83,13 @@ export function ffmpegArgs(src: ResolvedSource, config: IngestConfig, options: V
   return { inputOptions, input: src.input, filters, outputOptions };
 }
 
-/** A fluent-ffmpeg command writing raw RGB frames of `src` to `output`. */
-export function createCommand(args: FfmpegArgs, output: Writable, stderrLines: number): ffmpeg.FfmpegCommand {
+/** A fluent-ffmpeg command writing raw RGB frames of `src` to `output` (a stream, or a FIFO's path). */
+export function createCommand(args: FfmpegArgs, output: Writable | string, stderrLines: number): ffmpeg.FfmpegCommand {
   // Options go in as separate arguments: given one array, fluent-ffmpeg splits any option that
   // contains a space in two.
   return ffmpeg({ stdoutLines: stderrLines })
     .input(args.input)
     .inputOptions(...args.inputOptions)
-    .output(output, { end: true })
+    .output(output, typeof output === 'string' ? {} : { end: true })
     .outputOptions(...args.outputOptions);
 }

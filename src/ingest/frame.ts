@@ -20,4 +20,18 @@ export interface Frame {
   sizeChangedFrom?: { width: number; height: number };
   /** RGB24, interleaved, rows top to bottom, exactly width * height * 3 bytes; owned by the receiver. */
   data: Uint8Array;
+  /**
+   * Set when this receiver is the frame's only one (with `hold`): call it once the receiver no
+   * longer reads `data`. When every holder has released it too, the source reuses the memory for a
+   * later frame instead of allocating 6 MB per 1080p frame (src/ingest/frame-buffers.ts says why
+   * that matters); `data` must not be read after. Calling it twice does nothing; never calling it
+   * is fine (the memory is then left to the garbage collector).
+   */
+  release?: () => void;
+  /**
+   * Another reference to `data`, for whoever reads it after the call that handed them the frame
+   * returns (a JPEG encoding, a history candidate, a snapshot): returns that reference's release.
+   * Throws when the frame was already released by everyone (a bug: its memory may show a later frame).
+   */
+  hold?: () => () => void;
 }

@@ -1,4 +1,5 @@
-import { Writable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { FrameBufferPool } from './frame-buffers.js';
 
 /** What ffmpeg said about one output frame (its showinfo line), in output order. */
 export interface FrameInfo {
@@ -12,7 +13,7 @@ export interface FrameInfo {
 
 export interface RawFrame {
   info: FrameInfo;
-  /** Exactly width * height * 3 bytes, a buffer of its own. */
+  /** Exactly width * height * 3 bytes, a buffer of its own (from the reader's pool). */
   data: Buffer;
   /** Epoch ms when the chunk holding the frame's last byte was read. */
   capturedAt: number;
@@ -33,28 +34,42 @@ export function parseShowinfo(line: string): FrameInfo | undefined {
 /**
  * Cuts ffmpeg's raw RGB24 byte stream into frames. Sizes come from the frames' own showinfo lines
  * (stderr), matched in order, so framing is exact even if the size changes mid-stream; bytes that
- * arrive before their line (stdout and stderr are separate pipes) wait for it.
+ * arrive before their line (the frames and stderr come through separate pipes) wait for it.
  *
- * Back-pressure: while paused, or while bytes wait for their line, the write callback is held;
- * the pipe from ffmpeg's stdout then stops reading, the OS pipe fills and ffmpeg blocks on write.
+ * Bytes are copied into frame memory as they arrive, so the caller may reuse the buffer it wrote
+ * from (frame-pipe.ts reads ffmpeg's output into one buffer, allocating nothing per read); the few
+ * bytes that must wait (for their line, or while paused) are copied aside.
+ *
+ * Back-pressure: while paused, or while bytes wait for their line, `write` returns false; the
+ * caller stops reading until 'drain', the OS pipe fills and ffmpeg blocks on write.
+ *
+ * Events: 'drain' (write more), 'finish' (after `end()`, once every byte written was taken).
  */
-export class RawFrameReader extends Writable {
-  private readonly chunks: { buf: Buffer; at: number }[] = [];
-  private offset = 0; // into chunks[0]
+export class RawFrameReader extends EventEmitter<{ drain: []; finish: [] }> {
+  private readonly waiting: { buf: Buffer; at: number }[] = [];
+  private offset = 0; // into waiting[0]
   private readonly infos: FrameInfo[] = [];
   private current: { info: FrameInfo; data: Buffer; filled: number } | undefined;
-  private pendingCallback: ((err?: Error | null) => void) | undefined;
   private paused = false;
   private discarding = false;
   private draining = false;
+  /** write() returned false: 'drain' is owed. */
+  private full = false;
+  private ending = false;
+  private finished = false;
   /** Bytes received in total. */
   bytesRead = 0;
 
-  constructor(private readonly onFrame: (frame: RawFrame) => void) {
-    // A small buffer above the held callback: the OS pipe (64 KiB) is what makes ffmpeg wait.
-    // No 'close' event: fluent-ffmpeg takes its output stream's close for an error and kills
-    // ffmpeg 20 ms later, which would turn a clean end under load into a failure.
-    super({ highWaterMark: 64 * 1024, emitClose: false, autoDestroy: false });
+  /**
+   * @param onFrame called with each whole frame, in order.
+   * @param buffers where frame memory comes from; give a frame's `data` back to it once nothing
+   *   reads the frame any more.
+   */
+  constructor(
+    private readonly onFrame: (frame: RawFrame) => void,
+    readonly buffers: FrameBufferPool = new FrameBufferPool(),
+  ) {
+    super();
   }
 
   /** A showinfo line for the next frame in output order. */
@@ -74,11 +89,37 @@ export class RawFrameReader extends Writable {
     this.drain();
   }
 
+  /**
+   * Takes `chunk` (never kept: the caller may reuse it once this returns). False when bytes had to
+   * wait: stop writing until 'drain'.
+   */
+  write(chunk: Buffer): boolean {
+    this.bytesRead += chunk.length;
+    if (this.discarding || this.ending) return true;
+    const at = Date.now();
+    let pos = 0;
+    if (!this.waiting.length) pos = this.take(chunk, 0, at);
+    if (pos < chunk.length) {
+      this.waiting.push({ buf: Buffer.from(chunk.subarray(pos)), at });
+      this.full = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** No more bytes: 'finish' follows once every byte written was taken. */
+  end(): void {
+    this.ending = true;
+    this.maybeFinish();
+  }
+
   /** Drops everything from now on (stop: ffmpeg must never block on a pipe nobody reads). */
   discard(): void {
     this.discarding = true;
-    this.chunks.length = 0;
+    this.waiting.length = 0;
     this.infos.length = 0;
+    // Never handed out: nothing else holds it.
+    if (this.current) this.buffers.give(this.current.data);
     this.current = undefined;
     this.release();
   }
@@ -86,22 +127,44 @@ export class RawFrameReader extends Writable {
   /** Bytes of a frame begun but not completed (what a cut-off stream left behind). */
   get partialBytes(): number {
     let n = this.current?.filled ?? 0;
-    for (let i = 0; i < this.chunks.length; i++) n += this.chunks[i].buf.length - (i === 0 ? this.offset : 0);
+    for (let i = 0; i < this.waiting.length; i++) n += this.waiting[i].buf.length - (i === 0 ? this.offset : 0);
     return n;
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.bytesRead += chunk.length;
-    if (this.discarding) return callback();
-    this.chunks.push({ buf: chunk, at: Date.now() });
-    this.pendingCallback = callback;
-    this.drain();
+  /** Copies bytes of `buf` from `pos` into frames while it can; returns where it stopped. */
+  private take(buf: Buffer, pos: number, at: number): number {
+    while (pos < buf.length && !this.paused && !this.discarding) {
+      if (!this.current) {
+        const info = this.infos.shift();
+        if (!info) break; // bytes before their showinfo line: wait for it
+        this.current = { info, data: this.buffers.take(info.width * info.height * 3), filled: 0 };
+      }
+      const cur = this.current;
+      const n = Math.min(cur.data.length - cur.filled, buf.length - pos);
+      buf.copy(cur.data, cur.filled, pos, pos + n);
+      cur.filled += n;
+      pos += n;
+      if (cur.filled === cur.data.length) {
+        this.current = undefined;
+        this.onFrame({ info: cur.info, data: cur.data, capturedAt: at });
+      }
+    }
+    return pos;
   }
 
   private release(): void {
-    const cb = this.pendingCallback;
-    this.pendingCallback = undefined;
-    cb?.();
+    if (this.full) {
+      this.full = false;
+      this.emit('drain');
+    }
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.ending && !this.finished && (this.discarding || !this.waiting.length)) {
+      this.finished = true;
+      this.emit('finish');
+    }
   }
 
   private drain(): void {
@@ -109,31 +172,16 @@ export class RawFrameReader extends Writable {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (!this.paused && !this.discarding && this.chunks.length) {
-        if (!this.current) {
-          const info = this.infos.shift();
-          if (!info) break; // bytes before their showinfo line: wait for it
-          // Shared memory: the analysis workers read the frame where it is, without a copy.
-          this.current = { info, data: Buffer.from(new SharedArrayBuffer(info.width * info.height * 3)), filled: 0 };
-        }
-        const cur = this.current;
-        const head = this.chunks[0];
-        const n = Math.min(cur.data.length - cur.filled, head.buf.length - this.offset);
-        head.buf.copy(cur.data, cur.filled, this.offset, this.offset + n);
-        cur.filled += n;
-        this.offset += n;
-        if (this.offset === head.buf.length) {
-          this.chunks.shift();
-          this.offset = 0;
-        }
-        if (cur.filled === cur.data.length) {
-          this.current = undefined;
-          this.onFrame({ info: cur.info, data: cur.data, capturedAt: head.at });
-        }
+      while (this.waiting.length && !this.paused && !this.discarding) {
+        const head = this.waiting[0];
+        this.offset = this.take(head.buf, this.offset, head.at);
+        if (this.offset < head.buf.length) break;
+        this.waiting.shift();
+        this.offset = 0;
       }
     } finally {
       this.draining = false;
     }
-    if (!this.chunks.length) this.release();
+    if (!this.waiting.length) this.release();
   }
 }

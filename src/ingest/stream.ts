@@ -9,6 +9,8 @@ import { FrameCadence } from './cadence.js';
 import { createCommand, ffmpegArgs } from './command.js';
 import { classifyStderr, isErrorLine, type IngestError } from './errors.js';
 import { ffmpegSetup, trackProcess } from './ffmpeg.js';
+import { FrameBufferPool, frameReferences } from './frame-buffers.js';
+import { FramePipe, stdoutSink } from './frame-pipe.js';
 import type { Frame } from './frame.js';
 import { parseShowinfo, RawFrameReader, type RawFrame } from './framer.js';
 import { redactText, resolveSource, type ResolvedSource, type SourceSpec } from './source.js';
@@ -67,6 +69,8 @@ export interface FrameSourceEvents {
 interface Run {
   command: ffmpeg.FfmpegCommand;
   reader: RawFrameReader;
+  /** The named pipe the frames come through; undefined when they come through ffmpeg's stdout. */
+  pipe?: FramePipe;
   proc?: ChildProcess;
   startedAt: number;
   frames: number;
@@ -110,6 +114,11 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private stopping?: Promise<void>;
   private everStarted = false;
   private readonly cadence = new FrameCadence();
+  /** Frame memory, kept across reconnects: frames released by their receiver are reused. */
+  private readonly buffers = new FrameBufferPool();
+  /** A named pipe could not be made once: the frames come through stdout from then on. */
+  private noFifo = false;
+  private everOpenedPipe = false;
 
   constructor(spec: SourceSpec, opts: FrameSourceOptions = {}) {
     super();
@@ -230,11 +239,13 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     }
     let resolveDone!: () => void;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
-    const reader = new RawFrameReader((raw) => this.onFrame(run, raw));
+    const reader = new RawFrameReader((raw) => this.onFrame(run, raw), this.buffers);
     if (this.isPaused) reader.pause();
-    const command = createCommand(args, reader, this.config.stderrLines);
-    const run: Run = { command, reader, startedAt: Date.now(), frames: 0, ioTimeoutMs, sinceFrame: [], readerFinished: false, done, resolveDone };
+    const pipe = this.framePipe();
+    const command = createCommand(args, pipe ? pipe.path : stdoutSink(reader), this.config.stderrLines);
+    const run: Run = { command, reader, pipe, startedAt: Date.now(), frames: 0, ioTimeoutMs, sinceFrame: [], readerFinished: false, done, resolveDone };
     this.run = run;
+    pipe?.readInto(reader);
 
     reader.once('finish', () => {
       run.readerFinished = true;
@@ -245,13 +256,15 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       if (!proc) return;
       run.proc = proc;
       trackProcess(proc);
+      // ffmpeg's exit must reach the reader as an end of file even if it never opened the pipe.
+      proc.once('exit', () => pipe?.writerGone());
       this.log.debug({ pid: proc.pid, args: [...args.inputOptions, '-i', this.scrub(args.input), ...args.outputOptions] }, 'ffmpeg started');
       if (run.killedFor) this.terminate(proc);
     });
     command.on('stderr', (line: string) => this.onStderr(run, line));
     command.on('error', (err: Error) => {
       run.exit = { error: err };
-      // Without a process there is no stdout to end the reader.
+      // Without a process nothing will end the reader.
       if (!run.proc) run.readerFinished = true;
       this.maybeFinish(run);
     });
@@ -283,6 +296,20 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     } else {
       this.clearTimer('watchdog');
       this.watchdog = setTimeout(() => this.onStall(run), this.stallTimeoutMs);
+    }
+  }
+
+  /** A named pipe for this run's frames, or undefined for stdout (configured, or no fifo here). */
+  private framePipe(): FramePipe | undefined {
+    if (this.config.framePipe !== 'fifo' || this.noFifo) return undefined;
+    try {
+      if (!this.everOpenedPipe) FramePipe.sweepStale();
+      this.everOpenedPipe = true;
+      return FramePipe.open();
+    } catch (err) {
+      this.noFifo = true;
+      this.log.warn({ err: errorMessage(err) }, `stream ${this.id}: no named pipe for the frames (${errorMessage(err)}); reading them from ffmpeg's stdout (ingest.framePipe)`);
+      return undefined;
     }
   }
 
@@ -347,6 +374,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     if (this.watchdog) this.watchdog.refresh();
     else this.armTimers(run);
     const data = raw.data;
+    // Only a sole receiver can know that nobody else reads the frame any more.
+    const references = this.listenerCount('frame') === 1 ? frameReferences(this.buffers, data) : undefined;
     this.emit('frame', {
       streamId: this.id,
       seq: this.seq++,
@@ -356,6 +385,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       height: raw.info.height,
       ...(resized ? { sizeChangedFrom: resized } : {}),
       data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      ...(references ?? {}),
     });
   }
 
@@ -381,6 +411,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
 
   private maybeFinish(run: Run): void {
     if (!run.exit || !run.readerFinished) return;
+    run.pipe?.close();
     if (run !== this.run) return run.resolveDone();
     this.run = undefined;
     this.counters.bytesRead += run.reader.bytesRead;
@@ -465,3 +496,4 @@ function push(lines: string[], line: string, max: number): void {
   lines.push(line);
   if (lines.length > max) lines.splice(0, lines.length - max);
 }
+

@@ -74,7 +74,11 @@ class StreamSlot {
   readonly appearances: AppearanceLog;
   readonly stats: StreamStats = { received: 0, processed: 0, dropped: { stale: 0, 'too-old': 0, error: 0, stopped: 0 }, faces: 0, embedded: 0, fps: 0, lastLatencyMs: null };
   private readonly processedTimes: number[] = [];
-  /** The last processed frame and its faces, for enrolling a face seen live by track id. */
+  /**
+   * The last processed frame and its faces, for enrolling a face seen live by track id. The
+   * pipeline keeps its reference to the frame's memory until the next processed frame replaces it:
+   * a reader that awaits anything while reading it takes `frame.hold()` first.
+   */
   last: { frame: PipelineFrame; faces: DetailedFace[] } | undefined;
   removed = false;
   /** Fair-queueing clock: compute time this stream has been given, in ms. */
@@ -197,7 +201,7 @@ export class Pipeline {
     const slot = this.streams.get(id);
     if (!slot) return;
     slot.removed = true;
-    for (const f of slot.queue.splice(0)) this.drop(slot, f, 'stopped');
+    for (const f of slot.queue.splice(0)) this.dropUnread(slot, f, 'stopped');
     slot.appearances.clear(Date.now());
     this.streams.delete(id);
     this.order = this.order.filter((s) => s !== id);
@@ -243,7 +247,7 @@ export class Pipeline {
     this.observer.frameReceived(slot.id);
     wakeFairShare([...this.streams.values()], slot);
     if (slot.options.mode === 'live') {
-      for (const old of slot.queue.splice(0)) this.drop(slot, old, 'stale');
+      for (const old of slot.queue.splice(0)) this.dropUnread(slot, old, 'stale');
       slot.queue.push(frame);
     } else {
       slot.queue.push(frame);
@@ -283,6 +287,16 @@ export class Pipeline {
     this.bus.emit('dropped', { streamId: slot.id, seq: frame.seq, reason });
   }
 
+  /**
+   * Drops a frame that never left its stream's queue: nothing has read it, so its memory goes back
+   * to its source (Frame.release). Frames dropped later (an error, a stop mid-flight) may still be
+   * read by a worker or a listener, and are left to the garbage collector.
+   */
+  private dropUnread(slot: StreamSlot, frame: PipelineFrame, reason: DropReason): void {
+    this.drop(slot, frame, reason);
+    frame.release?.();
+  }
+
   /** Fair admission: see fair-share.ts; each frame is charged its stream's measured cost. */
   private schedule(): void {
     while (this.inFlight < this.config.maxInFlight && this.order.length) {
@@ -298,7 +312,7 @@ export class Pipeline {
         picked.options.source?.resume();
       }
       if (picked.options.mode === 'live' && Date.now() - frame.capturedAt > this.config.maxFrameAgeMs) {
-        this.drop(picked, frame, 'too-old');
+        this.dropUnread(picked, frame, 'too-old');
         continue;
       }
       this.inFlight++;
@@ -495,7 +509,10 @@ export class Pipeline {
       } satisfies DetailedFace;
     });
     slot.appearances.flush(frame.capturedAt);
+    // The frame it replaces is no longer the pipeline's to keep; readers that keep it hold it.
+    const replaced = slot.last?.frame;
     slot.last = { frame, faces: resultFaces };
+    replaced?.release?.();
     return {
       streamId: slot.id,
       seq: frame.seq,

@@ -94,6 +94,13 @@ export const ingestSchema = z
     failOn: z
       .array(ingestErrorCode)
       .default(['UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'REFUSED', 'NO_VIDEO', 'DECODER_NOT_FOUND', 'PROTOCOL_NOT_FOUND', 'INVALID_SOURCE', 'FFMPEG_NOT_FOUND', 'PERMISSION_DENIED']),
+    /**
+     * How raw frames come from ffmpeg. 'fifo': a named pipe per run, read into one reused buffer,
+     * allocating nothing per read (src/ingest/frame-pipe.ts: four 1080p streams through stdout made
+     * the garbage collector pause the event loop ~19 times a second). 'stdout': ffmpeg's standard
+     * output, for platforms without `mkfifo`; a fifo that cannot be made falls back to it anyway.
+     */
+    framePipe: z.enum(['fifo', 'stdout']).default('fifo'),
     /** ffmpeg stderr lines kept per stream (credentials scrubbed) for error reports. */
     stderrLines: z.int().min(1).max(10_000).default(50),
     /**

@@ -27,6 +27,8 @@ export class FrameJpegEncoder {
       return null;
     }
     this.busy.add(key);
+    // sharp reads the pixels on a libuv thread, after the frame's listeners have returned.
+    const release = frame.hold?.();
     const h = Math.max(1, Math.round((frame.height * w) / frame.width));
     let img = sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } });
     if (w !== frame.width) img = img.resize(w, h, { kernel: 'linear' });
@@ -40,6 +42,9 @@ export class FrameJpegEncoder {
         },
         () => null,
       )
-      .finally(() => this.busy.delete(key));
+      .finally(() => {
+        this.busy.delete(key);
+        release?.();
+      });
   }
 }

@@ -174,7 +174,13 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (!last) throw new FacestreamError('NOT_READY', `stream ${id} has no processed frame yet`, { streamId: id });
       const { frame } = last;
       const width = Math.min((req.query as { width?: number }).width ?? frame.width, frame.width);
-      const jpeg = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).resize(width).jpeg({ quality: 85 }).toBuffer();
+      const release = frame.hold?.();
+      let jpeg: Buffer;
+      try {
+        jpeg = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).resize(width).jpeg({ quality: 85 }).toBuffer();
+      } finally {
+        release?.();
+      }
       reply.type('image/jpeg').header('x-frame-seq', String(frame.seq));
       return jpeg;
     },
@@ -205,7 +211,13 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
         });
       }
       const ref = body.identityId ? { id: body.identityId, name: body.name } : { name: body.name };
-      const template = await ctx.enroller.enrollFace(ref, last.frame, face.detection, `stream:${id}#${last.frame.seq}/track:${face.trackId}`);
+      const release = last.frame.hold?.();
+      let template: Awaited<ReturnType<typeof ctx.enroller.enrollFace>>;
+      try {
+        template = await ctx.enroller.enrollFace(ref, last.frame, face.detection, `stream:${id}#${last.frame.seq}/track:${face.trackId}`);
+      } finally {
+        release?.();
+      }
       reply.code(201);
       return { identity: ctx.gallery.requireIdentity(template.identityId), template };
     },
