@@ -53,6 +53,17 @@ describe('configuration', () => {
     expect(top.message).toMatch(/detectr/);
   });
 
+  it('says what a cluster section lacks, and which environment variable gives it', () => {
+    const err = configError(() => loadConfig({ env: {}, overrides: { cluster: { postgres: 'postgres://u@127.0.0.1/db' } } }));
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message).toMatch(/cluster\.nats: required in cluster mode: a NATS URL .*FACESTREAM_CLUSTER_NATS/);
+    const both = configError(() => loadConfig({ env: {}, overrides: { cluster: {} } }));
+    expect(both.message).toMatch(/cluster\.postgres: required in cluster mode: .*FACESTREAM_CLUSTER_POSTGRES/);
+    // Given but wrong is still said as such.
+    const wrong = configError(() => loadConfig({ env: {}, overrides: { cluster: { postgres: 'mysql://x', nats: 'nats://127.0.0.1:4222' } } }));
+    expect(wrong.message).toMatch(/starts with postgres:\/\//);
+  });
+
   it('reports every problem at once', () => {
     const file = write('many-problems.json', JSON.stringify({ logLevel: 'loud', runtime: { intraOpThreads: 0 }, detector: { minFaceSize: 3, typo: 1 } }));
     const err = configError(() => loadConfig({ env: {}, file }));

@@ -12,15 +12,20 @@ export function defaultNodeId(): string {
   return `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-');
 }
 
+/** The message for a missing cluster URL: what to give, and the environment variable that gives it. */
+function requiredIn(what: string, env: string) {
+  return (issue: { input: unknown }) => (issue.input === undefined ? `required in cluster mode: ${what}, in the config file or ${env}` : undefined);
+}
+
 export const clusterRoles = ['worker', 'api', 'both'] as const;
 export type ClusterRole = (typeof clusterRoles)[number];
 
 export const clusterSchema = z
   .strictObject({
     /** PostgreSQL URL (postgres://user:password@host:5432/db): identities, templates, stream definitions, API keys. Also FACESTREAM_CLUSTER_POSTGRES. */
-    postgres: z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/i, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
+    postgres: z.string({ error: requiredIn('a PostgreSQL URL (postgres://user:password@host:5432/db)', 'FACESTREAM_CLUSTER_POSTGRES') }).regex(/^postgres(ql)?:\/\/[^\s]+$/i, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
     /** NATS URL(s), comma-separated for a NATS cluster (nats://host:4222): leases, membership, results. Also FACESTREAM_CLUSTER_NATS. */
-    nats: z.string().regex(/^(nats|tls):\/\/[^\s]+$/i, 'a NATS URL starts with nats:// or tls://'),
+    nats: z.string({ error: requiredIn('a NATS URL (nats://host:4222)', 'FACESTREAM_CLUSTER_NATS') }).regex(/^(nats|tls):\/\/[^\s]+$/i, 'a NATS URL starts with nats:// or tls://'),
     /**
      * What this node does. 'worker': runs the pipelines of the streams it holds leases on, with
      * /metrics and health; 'api': REST, WebSocket, viewer and MQTT for every camera of the
