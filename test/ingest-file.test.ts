@@ -166,6 +166,22 @@ describe('file sources', () => {
     expect(rec.frames).toHaveLength(1);
   });
 
+  it('stop() from a frame listener resolves, through the named pipe and through stdout', async () => {
+    // The stop lands mid-chunk (the rest of the chunk is the next frame's): no read may be left
+    // waiting for a 'drain' that a stopped reader never sends (stop() hung, ffmpeg SIGKILLed).
+    // Small frames: a chunk holds several, so the stop lands mid-chunk whenever the frame's line came first.
+    for (const framePipe of ['fifo', 'stdout', 'fifo', 'stdout', 'fifo', 'stdout'] as const) {
+      let stopping: Promise<void> | undefined;
+      const rec = track(recordedSource({ id: `stop-in-listener-${framePipe}`, url: HAMILTON, realtime: false, maxWidth: 64 }, ingestConfig({ framePipe }), () => (stopping ??= rec.source.stop())));
+      rec.source.start();
+      await waitFor('the first frame', () => stopping !== undefined, 20_000);
+      const outcome = await Promise.race([stopping!.then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still stopping after 3 s'), 3000))]);
+      expect(outcome, framePipe).toBe('stopped');
+      expect(rec.source.state).toBe('stopped');
+      expect(rec.frames).toHaveLength(1);
+    }
+  });
+
   it('offers release() only to a sole receiver, and never reuses memory that was not released', async () => {
     const rec = track(recordedSource({ id: 'two-receivers', url: HAMILTON, realtime: false }));
     const second: Frame[] = [];
