@@ -1,9 +1,12 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Frame } from '../src/ingest/frame.js';
+import { FrameSource } from '../src/ingest/stream.js';
+import { createLogger } from '../src/log.js';
 import { dataFile } from './helpers/paths.js';
 import { ingestConfig, isAlive, recordedSource, waitFor, waitForState, type Recorded } from './helpers/ingest.js';
 
@@ -76,6 +79,32 @@ describe('file sources', () => {
     await waitFor('the end of the file', () => rec.ended > 0, 30_000);
     expect(rec.frames).toHaveLength(275);
     expect(hashes.slice(0, 35)).toEqual(refHashes.slice(25, 60));
+    expect(pipeDirs()).toEqual([]);
+  });
+
+  it('falls back to stdout, saying so once, where no named pipe can be made (no mkfifo on the PATH)', async () => {
+    // A PATH with ffmpeg and setpriv (the kill-with-parent wrapper) but without mkfifo.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-no-mkfifo-'));
+    for (const program of ['ffmpeg', 'setpriv']) fs.symlinkSync(execFileSync('sh', ['-c', `command -v ${program}`], { encoding: 'utf8' }).trim(), path.join(bin, program));
+    const saved = process.env.PATH;
+    process.env.PATH = bin;
+    const warnings: string[] = [];
+    try {
+      const source = new FrameSource({ id: 'no-mkfifo', url: HAMILTON, realtime: false, maxWidth: 64 }, { config: ingestConfig(), logger: createLogger('warn', { write: (line: string) => warnings.push(JSON.parse(line).msg) }) });
+      let frames = 0;
+      source.on('frame', (f) => {
+        frames++;
+        f.release?.();
+      });
+      const ended = new Promise<void>((r) => source.once('ended', () => r()));
+      source.start();
+      await ended;
+      expect(frames).toBe(275);
+      expect(warnings).toEqual([expect.stringMatching(/no named pipe for the frames \(.*mkfifo ENOENT\); reading them from ffmpeg's stdout/)]);
+    } finally {
+      process.env.PATH = saved;
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
     expect(pipeDirs()).toEqual([]);
   });
 
