@@ -196,18 +196,28 @@ describe('file sources', () => {
   });
 
   it('stop() from a frame listener resolves, through the named pipe and through stdout', async () => {
-    // The stop lands mid-chunk (the rest of the chunk is the next frame's): no read may be left
+    // The stop lands mid-chunk (the rest of the chunk is the next frames'): no read may be left
     // waiting for a 'drain' that a stopped reader never sends (stop() hung, ffmpeg SIGKILLed).
-    // Small frames: a chunk holds several, so the stop lands mid-chunk whenever the frame's line came first.
-    for (const framePipe of ['fifo', 'stdout', 'fifo', 'stdout', 'fifo', 'stdout'] as const) {
+    // Small frames, and a pause first: the pipe fills with frames whose lines are already in, so
+    // the frames after the resume are cut straight out of chunks that hold several.
+    for (const framePipe of ['fifo', 'stdout', 'fifo', 'stdout'] as const) {
       let stopping: Promise<void> | undefined;
-      const rec = track(recordedSource({ id: `stop-in-listener-${framePipe}`, url: HAMILTON, realtime: false, maxWidth: 64 }, ingestConfig({ framePipe }), () => (stopping ??= rec.source.stop())));
+      let n = 0;
+      const rec = track(
+        recordedSource({ id: `stop-in-listener-${framePipe}`, url: HAMILTON, realtime: false, maxWidth: 64 }, ingestConfig({ framePipe }), () => {
+          if (++n === 1) {
+            rec.source.pause();
+            setTimeout(() => rec.source.resume(), 150);
+          }
+          if (n === 6) stopping ??= rec.source.stop();
+        }),
+      );
       rec.source.start();
-      await waitFor('the first frame', () => stopping !== undefined, 20_000);
+      await waitFor('the sixth frame', () => stopping !== undefined, 20_000);
       const outcome = await Promise.race([stopping!.then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still stopping after 3 s'), 3000))]);
       expect(outcome, framePipe).toBe('stopped');
       expect(rec.source.state).toBe('stopped');
-      expect(rec.frames).toHaveLength(1);
+      expect(rec.frames).toHaveLength(6);
     }
   });
 
