@@ -1,9 +1,12 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Frame } from '../src/ingest/frame.js';
+import { FrameSource } from '../src/ingest/stream.js';
+import { createLogger } from '../src/log.js';
 import { dataFile } from './helpers/paths.js';
 import { ingestConfig, isAlive, recordedSource, waitFor, waitForState, type Recorded } from './helpers/ingest.js';
 
@@ -76,6 +79,32 @@ describe('file sources', () => {
     await waitFor('the end of the file', () => rec.ended > 0, 30_000);
     expect(rec.frames).toHaveLength(275);
     expect(hashes.slice(0, 35)).toEqual(refHashes.slice(25, 60));
+    expect(pipeDirs()).toEqual([]);
+  });
+
+  it('falls back to stdout, saying so once, where no named pipe can be made (no mkfifo on the PATH)', async () => {
+    // A PATH with ffmpeg and setpriv (the kill-with-parent wrapper) but without mkfifo.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-no-mkfifo-'));
+    for (const program of ['ffmpeg', 'setpriv']) fs.symlinkSync(execFileSync('sh', ['-c', `command -v ${program}`], { encoding: 'utf8' }).trim(), path.join(bin, program));
+    const saved = process.env.PATH;
+    process.env.PATH = bin;
+    const warnings: string[] = [];
+    try {
+      const source = new FrameSource({ id: 'no-mkfifo', url: HAMILTON, realtime: false, maxWidth: 64 }, { config: ingestConfig(), logger: createLogger('warn', { write: (line: string) => warnings.push(JSON.parse(line).msg) }) });
+      let frames = 0;
+      source.on('frame', (f) => {
+        frames++;
+        f.release?.();
+      });
+      const ended = new Promise<void>((r) => source.once('ended', () => r()));
+      source.start();
+      await ended;
+      expect(frames).toBe(275);
+      expect(warnings).toEqual([expect.stringMatching(/no named pipe for the frames \(.*mkfifo ENOENT\); reading them from ffmpeg's stdout/)]);
+    } finally {
+      process.env.PATH = saved;
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
     expect(pipeDirs()).toEqual([]);
   });
 
@@ -164,6 +193,32 @@ describe('file sources', () => {
     expect(isAlive(pid)).toBe(false);
     expect(rec.source.state).toBe('stopped');
     expect(rec.frames).toHaveLength(1);
+  });
+
+  it('stop() from a frame listener resolves, through the named pipe and through stdout', async () => {
+    // The stop lands mid-chunk (the rest of the chunk is the next frames'): no read may be left
+    // waiting for a 'drain' that a stopped reader never sends (stop() hung, ffmpeg SIGKILLed).
+    // Small frames, and a pause first: the pipe fills with frames whose lines are already in, so
+    // the frames after the resume are cut straight out of chunks that hold several.
+    for (const framePipe of ['fifo', 'stdout', 'fifo', 'stdout'] as const) {
+      let stopping: Promise<void> | undefined;
+      let n = 0;
+      const rec = track(
+        recordedSource({ id: `stop-in-listener-${framePipe}`, url: HAMILTON, realtime: false, maxWidth: 64 }, ingestConfig({ framePipe }), () => {
+          if (++n === 1) {
+            rec.source.pause();
+            setTimeout(() => rec.source.resume(), 150);
+          }
+          if (n === 6) stopping ??= rec.source.stop();
+        }),
+      );
+      rec.source.start();
+      await waitFor('the sixth frame', () => stopping !== undefined, 20_000);
+      const outcome = await Promise.race([stopping!.then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still stopping after 3 s'), 3000))]);
+      expect(outcome, framePipe).toBe('stopped');
+      expect(rec.source.state).toBe('stopped');
+      expect(rec.frames).toHaveLength(6);
+    }
   });
 
   it('offers release() only to a sole receiver, and never reuses memory that was not released', async () => {

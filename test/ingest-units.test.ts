@@ -209,6 +209,21 @@ describe('raw frame reader', () => {
     expect(reader.bytesRead).toBe(24);
     expect(reader.partialBytes).toBe(0);
   });
+
+  it('a stop from a frame listener (discard mid-chunk) drops the rest of the chunk: no pause asked, finish follows end()', () => {
+    // The reader's caller stops reading on false until 'drain'; a 'drain' owed after discard() is
+    // never emitted, ffmpeg blocks on its pipe and its end of file is never read: stop() hung.
+    const reader = new RawFrameReader(() => reader.discard());
+    let finished = false;
+    reader.on('finish', () => (finished = true));
+    reader.pushInfo({ n: 0, pts: 0, width: 2, height: 2 });
+    reader.pushInfo({ n: 1, pts: 0.1, width: 2, height: 2 });
+    expect(reader.write(Buffer.alloc(18, 7))).toBe(true);
+    expect(reader.write(Buffer.alloc(10, 7))).toBe(true);
+    expect(reader.partialBytes).toBe(0);
+    reader.end();
+    expect(finished).toBe(true);
+  });
 });
 
 describe('frame buffer pool', () => {

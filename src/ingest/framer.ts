@@ -99,7 +99,8 @@ export class RawFrameReader extends EventEmitter<{ drain: []; finish: [] }> {
     const at = Date.now();
     let pos = 0;
     if (!this.waiting.length) pos = this.take(chunk, 0, at);
-    if (pos < chunk.length) {
+    // A frame listener may have discarded (a stop): the rest is dropped, and no 'drain' is owed.
+    if (pos < chunk.length && !this.discarding) {
       this.waiting.push({ buf: Buffer.from(chunk.subarray(pos)), at });
       this.full = true;
       return false;
