@@ -280,6 +280,7 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     } catch (err) {
       this.clearTimer('startTimer');
       this.run = undefined;
+      pipe?.close();
       run.resolveDone();
       this.setState('failed', { code: 'FFMPEG_FAILED', message: `ffmpeg could not be started: ${this.scrub(errorMessage(err))}` });
     }
