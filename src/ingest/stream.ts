@@ -497,4 +497,3 @@ function push(lines: string[], line: string, max: number): void {
   lines.push(line);
   if (lines.length > max) lines.splice(0, lines.length - max);
 }
-
