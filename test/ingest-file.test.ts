@@ -233,6 +233,28 @@ describe('file sources', () => {
     expect(new Set(second.map((f) => f.data.buffer)).size).toBe(275);
   });
 
+  it('an ffmpeg that cannot be spawned any more (gone since the start) fails the stream; the process lives on', async () => {
+    // fluent-ffmpeg's own listener for a failed spawn throws from the event (its output buffers do
+    // not exist yet): uncaught, it ended the whole server. EAGAIN and EMFILE take the same path.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-ffmpeg-'));
+    const bin = path.join(dir, 'ffmpeg');
+    fs.writeFileSync(bin, '#!/bin/sh\nexec ffmpeg "$@"\n', { mode: 0o755 });
+    try {
+      const rec = track(recordedSource({ id: 'ffmpeg-gone', url: HAMILTON, realtime: false, maxWidth: 64 }, ingestConfig({ ffmpegPath: bin, killWithParent: false })));
+      rec.source.start();
+      await waitFor('the end of the file', () => rec.ended > 0, 30_000);
+      fs.rmSync(bin);
+      const since = rec.states.length;
+      rec.source.start();
+      await waitForState(rec, 'failed', 10_000, since);
+      expect(rec.source.lastError?.code).toBe('FFMPEG_NOT_FOUND');
+      // Removed asynchronously, right after.
+      await waitFor('the pipe directory to go', () => pipeDirs().length === 0, 2000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stop() kills ffmpeg and resolves once it is gone; no ended event', async () => {
     const rec = track(recordedSource({ id: 'endless', url: 'lavfi:testsrc2=size=320x240:rate=25' }));
     rec.source.start();

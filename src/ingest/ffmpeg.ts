@@ -108,6 +108,10 @@ let exitHookInstalled = false;
 export function trackProcess(proc: ChildProcess): void {
   running.add(proc);
   proc.once('exit', () => running.delete(proc));
+  // A process that never started never exits.
+  proc.once('error', () => {
+    if (proc.pid === undefined) running.delete(proc);
+  });
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', killAllNow);

@@ -255,6 +255,17 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
       const proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
       if (!proc) return;
       run.proc = proc;
+      // fluent-ffmpeg's own 'error' listener reads output buffers that do not exist when the spawn
+      // itself failed (EAGAIN, EMFILE, a binary gone since the start): it throws from the event,
+      // and that would end the whole server. This run's end reports the failure instead.
+      proc.removeAllListeners('error');
+      proc.on('error', (err) => {
+        if (proc.pid !== undefined) return; // a failed kill or send: the exit still comes
+        run.exit ??= { error: err };
+        run.readerFinished = true;
+        run.reader.discard();
+        this.maybeFinish(run);
+      });
       trackProcess(proc);
       // ffmpeg's exit must reach the reader as an end of file even if it never opened the pipe.
       proc.once('exit', () => pipe?.writerGone());
