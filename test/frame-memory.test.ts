@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { offerCandidate, releaseCandidates, type Candidate } from '../src/history/best-face.js';
-import { FrameBufferPool, frameReferences } from '../src/ingest/frame-buffers.js';
+import { FrameBufferPool, frameReferences, whileHeld } from '../src/ingest/frame-buffers.js';
 import type { Frame } from '../src/ingest/frame.js';
 import { FrameJpegEncoder } from '../src/server/live/jpeg.js';
 
@@ -42,6 +42,24 @@ describe('frame memory references (src/ingest/frame-buffers.ts)', () => {
 });
 
 describe('readers that keep a frame past its event hold it', () => {
+  it('whileHeld holds the frame from the call until the read settles, a failed read included', async () => {
+    const { frame, returned } = countedFrame();
+    let finish!: () => void;
+    const reading = whileHeld(frame, () => new Promise<void>((r) => (finish = r)));
+    frame.release!();
+    expect(returned()).toBe(false);
+    finish();
+    await reading;
+    expect(returned()).toBe(true);
+    const failing = countedFrame();
+    const failed = whileHeld(failing.frame, async () => {
+      throw new Error('sharp failed');
+    });
+    failing.frame.release!();
+    await expect(failed).rejects.toThrow('sharp failed');
+    expect(failing.returned()).toBe(true);
+  });
+
   it('a JPEG encoding holds the frame until sharp is done with it', async () => {
     const { frame, returned } = countedFrame();
     const encoding = new FrameJpegEncoder().encode(frame, 32, 80)!;

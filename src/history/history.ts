@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import sharp from 'sharp';
 import type { HistoryConfig } from '../config/sections/history.js';
 import { FacestreamError } from '../errors.js';
+import { whileHeld } from '../ingest/frame-buffers.js';
 import type { Box } from '../image/types.js';
 import { canonicalCrop } from '../index/crop.js';
 import type { Logger } from '../log.js';
@@ -523,12 +524,7 @@ export class AppearanceHistory extends EventEmitter<HistoryEvents> {
     if (open && open.candidates.length && (open.identity || this.config.unknown.enabled)) {
       const best = open.candidates[0];
       // A better candidate may push this one out while it is encoded.
-      const release = best.frame.hold?.();
-      try {
-        return await (kind === 'crop' ? this.encodeCrop(best) : this.encodeSnapshot(best));
-      } finally {
-        release?.();
-      }
+      return whileHeld(best.frame, () => (kind === 'crop' ? this.encodeCrop(best) : this.encodeSnapshot(best)));
     }
     throw new FacestreamError('APPEARANCE_NOT_FOUND', `no appearance ${id}`, { appearanceId: id });
   }

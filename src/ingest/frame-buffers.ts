@@ -73,3 +73,18 @@ export function frameReferences(pool: FrameBufferPool, data: Buffer): FrameRefer
     },
   };
 }
+
+/**
+ * Runs `read` with `frame`'s memory held (Frame.hold) until its promise settles: for a reader
+ * that awaits while it reads the pixels (sharp, an embedding), so that the memory cannot go to a
+ * later frame meanwhile. The hold is taken at the call, before anything is awaited. Frames without
+ * `hold` (decoded pictures, frames of a source with several receivers) are read as they are.
+ */
+export async function whileHeld<T>(frame: { hold?: () => () => void }, read: () => Promise<T>): Promise<T> {
+  const release = frame.hold?.();
+  try {
+    return await read();
+  } finally {
+    release?.();
+  }
+}

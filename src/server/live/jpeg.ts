@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { whileHeld } from '../../ingest/frame-buffers.js';
 import type { PipelineFrame } from '../../pipeline/result.js';
 
 export interface EncodedFrame {
@@ -27,14 +28,11 @@ export class FrameJpegEncoder {
       return null;
     }
     this.busy.add(key);
-    // sharp reads the pixels on a libuv thread, after the frame's listeners have returned.
-    const release = frame.hold?.();
     const h = Math.max(1, Math.round((frame.height * w) / frame.width));
     let img = sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } });
     if (w !== frame.width) img = img.resize(w, h, { kernel: 'linear' });
-    return img
-      .jpeg({ quality, chromaSubsampling: '4:2:0' })
-      .toBuffer()
+    // sharp reads the pixels on a libuv thread, after the frame's listeners have returned.
+    return whileHeld(frame, () => img.jpeg({ quality, chromaSubsampling: '4:2:0' }).toBuffer())
       .then(
         (data) => {
           this.encoded++;
@@ -42,9 +40,6 @@ export class FrameJpegEncoder {
         },
         () => null,
       )
-      .finally(() => {
-        this.busy.delete(key);
-        release?.();
-      });
+      .finally(() => this.busy.delete(key));
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { FacestreamError } from '../../errors.js';
+import { whileHeld } from '../../ingest/frame-buffers.js';
 import type { ServerContext } from '../context.js';
 import {
   appearanceSchema,
@@ -174,13 +175,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (!last) throw new FacestreamError('NOT_READY', `stream ${id} has no processed frame yet`, { streamId: id });
       const { frame } = last;
       const width = Math.min((req.query as { width?: number }).width ?? frame.width, frame.width);
-      const release = frame.hold?.();
-      let jpeg: Buffer;
-      try {
-        jpeg = await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).resize(width).jpeg({ quality: 85 }).toBuffer();
-      } finally {
-        release?.();
-      }
+      const jpeg = await whileHeld(frame, () => sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } }).resize(width).jpeg({ quality: 85 }).toBuffer());
       reply.type('image/jpeg').header('x-frame-seq', String(frame.seq));
       return jpeg;
     },
@@ -211,13 +206,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServerContext): void {
         });
       }
       const ref = body.identityId ? { id: body.identityId, name: body.name } : { name: body.name };
-      const release = last.frame.hold?.();
-      let template: Awaited<ReturnType<typeof ctx.enroller.enrollFace>>;
-      try {
-        template = await ctx.enroller.enrollFace(ref, last.frame, face.detection, `stream:${id}#${last.frame.seq}/track:${face.trackId}`);
-      } finally {
-        release?.();
-      }
+      const template = await whileHeld(last.frame, () => ctx.enroller.enrollFace(ref, last.frame, face.detection, `stream:${id}#${last.frame.seq}/track:${face.trackId}`));
       reply.code(201);
       return { identity: ctx.gallery.requireIdentity(template.identityId), template };
     },
