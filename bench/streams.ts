@@ -12,7 +12,8 @@
  *          --modes tracked,full  --seconds 20  --warmup 3  --min-face 40  --recognition-interval 1
  *          --fps-hamilton 10  --fps-crowd 25  --workers N (pipeline.workers)  --threads N (intra-op
  *          per worker)  --in-flight N (pipeline.maxInFlight)  --detect-batch N  --per-stream N
- *          (pipeline.perStreamInFlight)  --frame-pipe fifo|stdout (ingest.framePipe)  --no-recall  --in-step (start every stream at once: they show
+ *          (pipeline.perStreamInFlight)  --keyframe-split PIXELS (pipeline.keyframeSplitPixels)
+ *          --frame-pipe fifo|stdout (ingest.framePipe)  --no-recall  --in-step (start every stream at once: they show
  *          the same part of the clip at the same time, a worst case; by default they start spread
  *          over one loop of the clip, as cameras showing different scenes)
  */
@@ -100,6 +101,7 @@ export async function run(args: string[]): Promise<void> {
   base.pipeline.maxInFlight = Number(arg(args, 'in-flight', String(base.pipeline.maxInFlight)));
   base.pipeline.detect.maxBatch = Number(arg(args, 'detect-batch', String(base.pipeline.detect.maxBatch)));
   base.pipeline.perStreamInFlight = Number(arg(args, 'per-stream', String(base.pipeline.perStreamInFlight)));
+  base.pipeline.keyframeSplitPixels = Number(arg(args, 'keyframe-split', String(base.pipeline.keyframeSplitPixels)));
   base.ingest.framePipe = arg(args, 'frame-pipe', base.ingest.framePipe) as typeof base.ingest.framePipe;
   const modelsDir = process.env.FACESTREAM_MODELS_DIR ?? path.join(PACKAGE_ROOT, 'models');
   const runtime = new ModelRuntime(new ModelStore(loadManifest(), modelsDir), base.runtime, logger);
@@ -234,6 +236,6 @@ export async function run(args: string[]): Promise<void> {
   if (recallRows.length) printTable(`tracked against full on every frame of each clip (offline, min face ${minFace})`, recallRows);
   printTable(`streams (min face ${minFace}, recognition every ${interval} frame(s), ${seconds} s per run, ${base.pipeline.workers} workers x ${base.pipeline.workerThreads} threads)`, rows);
   printTable('mean time per stage (ms; embed/attributes/match per frame that needed them) and mean batch sizes', stageRows);
-  writeResult('streams', { settings: { clips, counts, models, modes, seconds, warmup, minFace, interval, fps: fpsOf, workers: base.pipeline.workers, threadsPerWorker: base.pipeline.workerThreads }, recall: recallRows, runs: raw });
+  writeResult('streams', { settings: { clips, counts, models, modes, seconds, warmup, minFace, interval, fps: fpsOf, workers: base.pipeline.workers, threadsPerWorker: base.pipeline.workerThreads, keyframeSplitPixels: base.pipeline.keyframeSplitPixels }, recall: recallRows, runs: raw });
   await runtime.close();
 }

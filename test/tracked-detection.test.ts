@@ -4,6 +4,9 @@ import type { RgbImage } from '../src/image/types.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
+import type { FrameDetectRequest } from '../src/pipeline/detect/frame-detector.js';
+import { iou } from '../src/pipeline/detect/boxes.js';
+import { AnalysisPool } from '../src/pipeline/pool/analysis-pool.js';
 import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { enrolledAnalyzer } from './helpers/gallery.js';
 import { testConfig } from './helpers/models.js';
@@ -32,6 +35,40 @@ describe('tracked detection against full detection (real models and clips)', () 
     const same = keyframe[0].filter((f, i) => found[i].some((g) => g.box.every((v, k) => Math.abs(v - f.box[k]) < 1e-3)));
     // P-Net sees the keyframe's own pyramid values on its grid; only R-Net/O-Net neighbours and NMS differ.
     expect(same.length / keyframe[0].length).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('finds, searching a 1080p keyframe on two workers at once, the faces one worker finds', async () => {
+    const frames = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).filter((_, i) => i % 12 === 0);
+    const params = { tracked: config.detector.tracked, motion: config.detector.motion };
+    const split = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    const whole = new AnalysisPool(analyzer, params, { workers: 1, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    try {
+      await Promise.all([split.ready(), whole.ready()]);
+      let faces = 0;
+      let same = 0;
+      let matched = 0;
+      for (const frame of frames) {
+        const request: FrameDetectRequest = { frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] };
+        const [parts] = await split.detect([request]);
+        const [one] = await whole.detect([request]);
+        expect(parts.runs).toEqual([{ kind: 'full', share: 1 }]);
+        faces += one.faces.length;
+        same += one.faces.filter((f) => parts.faces.some((g) => g.box.every((v, k) => Math.abs(v - f.box[k]) < 1e-3))).length;
+        matched += one.faces.filter((f) => parts.faces.some((g) => iou(f.box, g.box) >= 0.5)).length;
+        // No face twice, none the whole search would not find.
+        expect(parts.faces.length).toBe(one.faces.length);
+      }
+      console.log(`split keyframes: ${faces} faces, ${matched} matched, ${same} identical boxes`);
+      expect(split.stats.splitDetections).toBe(frames.length);
+      // One worker only: nothing to split over.
+      expect(whole.stats.splitDetections).toBe(0);
+      expect(faces).toBeGreaterThan(5 * frames.length);
+      expect(matched).toBe(faces);
+      // The parts' NMS sees fewer boxes than the whole search's, so a few faces come from another level.
+      expect(same / faces).toBeGreaterThanOrEqual(0.9);
+    } finally {
+      await Promise.all([split.close(), whole.close()]);
+    }
   });
 
   // Targets of the issue: recall >= 0.97, extra <= 0.02, labels >= 0.98. Measured: crowd 1080p

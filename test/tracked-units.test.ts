@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Box, RgbImage } from '../src/image/types.js';
 import type { Frame } from '../src/ingest/frame.js';
 import { StreamDetection, type DetectionPolicy } from '../src/pipeline/detect/detection-schedule.js';
-import { levelPart, pyramidLevels } from '../src/pipeline/detect/pyramid.js';
+import type { FrameDetectRequest, FrameDetectResult } from '../src/pipeline/detect/frame-detector.js';
+import type { DetectedFace } from '../src/pipeline/detect/mtcnn.js';
+import { levelPart, levelShares, pyramidLevels } from '../src/pipeline/detect/pyramid.js';
+import { mergeFaces, splitKeyframes } from '../src/pipeline/pool/keyframe-split.js';
 import { motionWindows, pictureSearch, refineWindows, searchedShare, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { MOTION_DEFAULTS, motionGrid, updateMotion, type MotionBackground } from '../src/pipeline/motion/motion-mask.js';
 import { IouTracker } from '../src/pipeline/track/tracker.js';
@@ -182,6 +185,68 @@ describe('keyframe schedule of a stream', () => {
   it("asks for the whole picture on every frame in 'full' mode", () => {
     const s = new StreamDetection({ ...policy, mode: 'full' });
     for (let i = 0; i < 3; i++) expect(s.request(frame(i, i / 25), s.admit(frame(i, i / 25)), tracker, 40)).toMatchObject({ mode: 'full', keyframe: true });
+  });
+});
+
+describe('a keyframe split over workers', () => {
+  const request = (width: number, height: number, extra: Partial<FrameDetectRequest> = {}): FrameDetectRequest => ({
+    frame: { width, height, data: new Uint8Array(0) },
+    minFaceSize: 40,
+    mode: 'tracked',
+    keyframe: true,
+    motionMayKeyframe: false,
+    tracks: [],
+    ...extra,
+  });
+  const face = (box: Box, score: number): DetectedFace => ({ box, score, landmarks: [] });
+  const result = (faces: DetectedFace[], kind: 'full' | 'refine' = 'full'): FrameDetectResult => ({ faces, runs: [{ kind, share: 1 }], motionShare: 0 });
+
+  it('deals every pyramid level to exactly one share, in order, with about equal P-Net work', () => {
+    for (const [w, h, minFace] of [
+      [1920, 1080, 40],
+      [1920, 1080, 20],
+      [3840, 2160, 40],
+      [640, 360, 20],
+    ]) {
+      const levels = pyramidLevels(w, h, minFace, 0.709);
+      const shares = levelShares(levels, 2);
+      expect(shares).toHaveLength(2);
+      expect(shares.flat().sort((a, b) => b.scale - a.scale)).toEqual(levels);
+      for (const share of shares) expect(share).toEqual(levels.filter((l) => share.includes(l)));
+      const work = shares.map((share) => share.reduce((sum, l) => sum + l.width * l.height, 0));
+      // The finest level is about half of all the work: the two shares differ by a few percent.
+      expect(Math.min(...work) / Math.max(...work)).toBeGreaterThan(0.9);
+    }
+    expect(levelShares(pyramidLevels(60, 60, 40, 0.709), 3).map((s) => s.length)).toEqual([1, 1, 0]);
+  });
+
+  it('splits large tracked keyframes only, and runs the rest of the batch on the first part', () => {
+    const small = request(640, 360);
+    const follow = request(1920, 1080, { keyframe: false });
+    const full = request(1920, 1080, { mode: 'full' });
+    const big = request(1920, 1080);
+    expect(splitKeyframes([small, follow, full], 2, 1_000_000)).toBeUndefined();
+    expect(splitKeyframes([big], 1, 1_000_000)).toBeUndefined();
+    const split = splitKeyframes([small, big, follow], 2, 1_000_000)!;
+    expect(split.jobs.map((job) => job.map((r) => r.levelShare))).toEqual([[undefined, { index: 0, count: 2 }, undefined], [{ index: 1, count: 2 }]]);
+    expect(split.jobs[1][0].frame).toBe(big.frame);
+  });
+
+  it("merges the parts' faces: a face found by both is kept once, at its best score, and the runs are the first part's", () => {
+    const split = splitKeyframes([request(640, 360), request(1920, 1080)], 2, 1_000_000)!;
+    const a = face([100, 100, 160, 170], 0.99);
+    const aAgain = face([102, 98, 161, 171], 0.995);
+    const b = face([500, 300, 540, 350], 0.9);
+    const c = face([900, 300, 960, 370], 0.95);
+    const smallFaces = [face([10, 10, 50, 50], 0.8)];
+    const merged = split.merge([
+      [result(smallFaces, 'refine'), result([a, b])],
+      [result([aAgain, c])],
+    ]);
+    expect(merged[0]).toEqual(result(smallFaces, 'refine'));
+    expect(merged[1].faces).toEqual([aAgain, c, b]);
+    expect(merged[1].runs).toEqual([{ kind: 'full', share: 1 }]);
+    expect(mergeFaces([])).toEqual([]);
   });
 });
 

@@ -166,7 +166,7 @@ export class Pipeline {
     const analysis: FrameAnalysis =
       opts.analysis ??
       (config.workers > 0
-        ? new AnalysisPool(analyzer, params, { workers: config.workers, threadsPerWorker: config.workerThreads, onModelRun: (...run) => analyzer.runtime.observer?.(...run) })
+        ? new AnalysisPool(analyzer, params, { workers: config.workers, threadsPerWorker: config.workerThreads, keyframeSplitPixels: config.keyframeSplitPixels, onModelRun: (...run) => analyzer.runtime.observer?.(...run) })
         : new LocalFrameAnalysis(analyzer, params));
     this.analysis = analysis;
     // Each batcher may have as many batches out as the analysis runs at once; the pool queues

@@ -36,6 +36,13 @@ export const pipelineSchema = z
      * dropped against 0.25%), measured on 2 cores.
      */
     workerThreads: z.int().min(1).max(64).default(1),
+    /**
+     * Keyframes ('tracked' mode) of pictures with at least this many pixels are searched on two
+     * analysis workers at once, each on half of the pyramid's P-Net work, when no other work waits
+     * for a worker: the frames after a keyframe wait for its faces, so a lone busy stream would
+     * otherwise keep one core idle. 0 never splits. 'full' mode is never split.
+     */
+    keyframeSplitPixels: z.int().min(0).default(1_000_000),
     /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
     perStreamInFlight: z.int().min(1).max(8).default(2),
     /** Live frames older than this when their turn comes are dropped ("too-old"): latency stays bounded. */

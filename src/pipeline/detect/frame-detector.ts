@@ -2,6 +2,7 @@ import type { Box, RgbImage } from '../../image/types.js';
 import type { DetectionKind } from '../metrics.js';
 import { updateMotion, type MotionBackground, type MotionParams } from '../motion/motion-mask.js';
 import { wholePicture, type DetectedFace, type MtcnnDetector, type SearchRequest, type SearchWindow } from './mtcnn.js';
+import { levelShares, pyramidLevels } from './pyramid.js';
 import { motionWindows, pictureSearch, refineWindows, searchedShare, type TrackedSearchParams } from './search-plan.js';
 
 /**
@@ -21,6 +22,12 @@ export interface FrameDetectRequest {
   tracks: Box[];
   /** The stream's motion background ('tracked' mode): updated in place by this frame. */
   motion?: MotionBackground;
+  /**
+   * A keyframe searched on several workers at once: this request searches the whole picture on
+   * share `index` of `count` of its pyramid levels only (levelShares), and its faces are merged
+   * with the other shares' (keyframe-split.ts). Ignored by frames that are not keyframes.
+   */
+  levelShare?: { index: number; count: number };
 }
 
 export interface FrameDetectResult {
@@ -75,7 +82,12 @@ export class FrameDetector {
 
   private plan(r: FrameDetectRequest): { windows: SearchWindow[]; runs: FrameDetectResult['runs']; motionShare: number; wideMotion?: boolean } {
     const picture = r.frame;
-    const full = () => ({ windows: [wholePicture(picture)], runs: [{ kind: 'full' as const, share: 1 }] });
+    const whole = (): SearchWindow => {
+      if (!r.levelShare) return wholePicture(picture);
+      const pyramid = pyramidLevels(picture.width, picture.height, r.minFaceSize, this.params.scaleFactor);
+      return { ...wholePicture(picture), levels: levelShares(pyramid, r.levelShare.count)[r.levelShare.index] ?? [] };
+    };
+    const full = () => ({ windows: [whole()], runs: [{ kind: 'full' as const, share: 1 }] });
     // Keyframes search everything and measure no motion: they need nothing of the frames before them.
     if (r.mode === 'full' || r.keyframe) return { ...full(), motionShare: 0 };
     // The background follows every frame that is not a keyframe.

@@ -31,6 +31,31 @@ export function pyramidLevels(width: number, height: number, minFaceSize: number
   return levels;
 }
 
+/**
+ * Deals the levels of a pyramid into `count` shares of about equal P-Net work (plane area), so
+ * one keyframe can be searched on several workers at once. Each level goes whole to one share
+ * (largest first, to the share with the least area so far: the longest-processing-time rule), so
+ * a share proposes exactly what the whole search proposes on its levels. Levels keep their order
+ * within a share; a share may be empty when there are fewer levels than shares.
+ *
+ * Each level has about half the area of the one before (0.709^2), so the finest level alone is
+ * about half of the work: two shares halve a keyframe's P-Net time, more shares do not.
+ */
+export function levelShares(levels: readonly PyramidLevel[], count: number): PyramidLevel[][] {
+  const shares: PyramidLevel[][] = Array.from({ length: Math.max(1, count) }, () => []);
+  const work = new Float64Array(shares.length);
+  const bySize = levels.map((level, i) => ({ level, i, area: level.width * level.height })).sort((a, b) => b.area - a.area || a.i - b.i);
+  const owner = new Int32Array(levels.length);
+  for (const { i, area } of bySize) {
+    let least = 0;
+    for (let k = 1; k < work.length; k++) if (work[k] < work[least]) least = k;
+    owner[i] = least;
+    work[least] += area;
+  }
+  levels.forEach((level, i) => shares[owner[i]].push(level));
+  return shares;
+}
+
 /** P-Net's input side (its receptive field) and output stride. */
 const PNET_SIDE = 12;
 const PNET_STRIDE = 2;

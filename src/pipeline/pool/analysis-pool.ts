@@ -10,6 +10,7 @@ import type { FaceAttributes } from '../attributes/ssrnet.js';
 import type { FrameDetectorParams, FrameDetectRequest, FrameDetectResult } from '../detect/frame-detector.js';
 import type { FaceInPicture } from '../embed/embedder.js';
 import type { FrameAnalysis } from './frame-analysis.js';
+import { splitKeyframes } from './keyframe-split.js';
 import type { AnalysisReply, AnalysisRequest, AnalysisWorkerSetup } from './protocol.js';
 
 /** The compiled worker (tests and the CLI run after `npm run build`; vitest's setup builds when stale). */
@@ -30,6 +31,17 @@ export interface AnalysisPoolOptions {
   threadsPerWorker: number;
   /** Sees every model run of every worker (the server's metrics). */
   onModelRun?: InferenceObserver;
+  /**
+   * Keyframes of pictures this large or larger are searched on two workers at once when no other
+   * work waits for a worker (pipeline.keyframeSplitPixels; 0: never). See keyframe-split.ts.
+   */
+  keyframeSplitPixels?: number;
+}
+
+/** What the pool did, for tests and benchmarks. */
+export interface AnalysisPoolStats {
+  /** Detection batches whose keyframes were searched on several workers at once. */
+  splitDetections: number;
 }
 
 /**
@@ -43,6 +55,7 @@ export interface AnalysisPoolOptions {
  */
 export class AnalysisPool implements FrameAnalysis {
   readonly concurrency: number;
+  readonly stats: AnalysisPoolStats = { splitDetections: 0 };
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly shared = new WeakMap<Uint8Array, Uint8Array>();
@@ -165,7 +178,16 @@ export class AnalysisPool implements FrameAnalysis {
 
   async detect(requests: readonly FrameDetectRequest[]): Promise<FrameDetectResult[]> {
     const sent = requests.map((r) => ({ ...r, frame: this.share(r.frame) as FrameDetectRequest['frame'] }));
-    const reply = await this.submit((id) => ({ op: 'detect', id, requests: sent }));
+    // Only with spare capacity: when work already waits for a worker, a split would only add the
+    // second part's summed-area table and the faces both parts find to what the workers must do.
+    const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels) : undefined;
+    if (!split) return this.detectOn(sent);
+    this.stats.splitDetections++;
+    return split.merge(await Promise.all(split.jobs.map((job) => this.detectOn(job))));
+  }
+
+  private async detectOn(requests: FrameDetectRequest[]): Promise<FrameDetectResult[]> {
+    const reply = await this.submit((id) => ({ op: 'detect', id, requests }));
     if (reply.op !== 'detect') throw new Error(`unexpected reply ${reply.op}`);
     return reply.results;
   }
