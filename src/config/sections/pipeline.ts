@@ -31,16 +31,18 @@ export const pipelineSchema = z
     workers: z.int().min(0).max(64).default(Math.max(1, os.availableParallelism())),
     /**
      * onnxruntime intra-op threads per analysis worker: 1, because the workers already use every
-     * core. 2 helps a machine with one busy stream (a lone 1080p keyframe then uses both cores:
-     * 21.2 fps against 20.6) and hurts several (8 x 640x360: p95 136 ms against 87, full mode 2.6%
-     * dropped against 0.25%), measured on 2 cores.
+     * core. 2 helped a machine with one busy stream (a lone 1080p keyframe then uses both cores:
+     * 21.2 fps against 20.6, before keyframeSplitPixels did that) and hurts several (8 x 640x360:
+     * p95 136 ms against 87, full mode 2.6% dropped against 0.25%), measured on 2 cores.
      */
     workerThreads: z.int().min(1).max(64).default(1),
     /**
      * Keyframes ('tracked' mode) of pictures with at least this many pixels are searched on two
      * analysis workers at once, each on half of the pyramid's P-Net work, when no other work waits
      * for a worker: the frames after a keyframe wait for its faces, so a lone busy stream would
-     * otherwise keep one core idle. 0 never splits. 'full' mode is never split.
+     * otherwise keep one core idle (measured on 2 cores, one 1080p crowd stream: 21.1-22.0 fps
+     * against 19.8-21.3; 4 x 1080p: 3.33 against 2.85 fps each). 1 MP splits 1080p but not 720p,
+     * whose keyframes are short enough. 0 never splits. 'full' mode is never split.
      */
     keyframeSplitPixels: z.int().min(0).default(1_000_000),
     /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
