@@ -97,7 +97,13 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
 export function installProblemHandlers(app: FastifyInstance, logger: Logger): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const p = toProblem(err, request.url.split('?')[0]);
-    if (p.status >= 500) logger.error({ err, method: request.method, url: request.routeOptions.url }, 'request failed');
+    if (p.status === 503 && err instanceof FacestreamError) {
+      // A refusal by design (busy, not ready, a model or store unavailable): under load there is one
+      // per refused request, so one warning line each, without a stack that says nothing.
+      logger.warn({ code: p.code, method: request.method, url: request.routeOptions.url }, `request refused: ${p.detail}`);
+    } else if (p.status >= 500) {
+      logger.error({ err, method: request.method, url: request.routeOptions.url }, 'request failed');
+    }
     if (p.code === 'RATE_LIMITED') {
       const retry = reply.getHeader('retry-after');
       if (retry !== undefined) p.details = { retryAfterSeconds: Number(retry) };
