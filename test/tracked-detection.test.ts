@@ -60,6 +60,10 @@ describe('tracked detection against full detection (real models and clips)', () 
       }
       console.log(`split keyframes: ${faces} faces, ${matched} matched, ${same} identical boxes`);
       expect(split.stats.splitDetections).toBe(frames.length);
+      // A pyramid of one level (minimum face 900 on 1080p) leaves a second part nothing to search: not split.
+      const [oneLevel] = await split.detect([{ frame: frames[0], minFaceSize: 900, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] }]);
+      expect(oneLevel.runs).toEqual([{ kind: 'full', share: 1 }]);
+      expect(split.stats.splitDetections).toBe(frames.length);
       // One worker only: nothing to split over.
       expect(whole.stats.splitDetections).toBe(0);
       expect(faces).toBeGreaterThan(5 * frames.length);

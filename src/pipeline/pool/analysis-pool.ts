@@ -60,6 +60,8 @@ export class AnalysisPool implements FrameAnalysis {
   private readonly queue: Job[] = [];
   private readonly shared = new WeakMap<Uint8Array, Uint8Array>();
   private readonly setup: AnalysisWorkerSetup;
+  /** The workers' pyramid step (their detector's), for deciding which keyframes to split. */
+  private readonly scaleFactor: number;
   private nextId = 1;
   private closed = false;
   private startError: Error | undefined;
@@ -76,6 +78,7 @@ export class AnalysisPool implements FrameAnalysis {
     }
     this.concurrency = Math.max(1, opts.workers);
     this.attributesOn = analyzer.attributes !== undefined;
+    this.scaleFactor = analyzer.detector.options.scaleFactor;
     this.setup = {
       manifest: analyzer.runtime.store.manifest,
       modelsDir: analyzer.runtime.store.dir,
@@ -180,7 +183,7 @@ export class AnalysisPool implements FrameAnalysis {
     const sent = requests.map((r) => ({ ...r, frame: this.share(r.frame) as FrameDetectRequest['frame'] }));
     // Only with spare capacity: when work already waits for a worker, a split would only add the
     // second part's summed-area table and the faces both parts find to what the workers must do.
-    const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels) : undefined;
+    const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels, this.scaleFactor) : undefined;
     if (!split) return this.detectOn(sent);
     this.stats.splitDetections++;
     return split.merge(await Promise.all(split.jobs.map((job) => this.detectOn(job))));
