@@ -1,3 +1,4 @@
+import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gallery } from '../src/index/gallery.js';
 import type { RgbImage } from '../src/image/types.js';
@@ -12,6 +13,13 @@ import { enrolledAnalyzer } from './helpers/gallery.js';
 import { testConfig } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 import { decodeVideoFrames } from './helpers/video.js';
+
+/** `promise`, or a rejection after `ms`: a hang fails the test instead of stalling it. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 describe('tracked detection against full detection (real models and clips)', () => {
   let analyzer: FaceAnalyzer;
@@ -72,6 +80,37 @@ describe('tracked detection against full detection (real models and clips)', () 
       expect(same / faces).toBeGreaterThanOrEqual(0.9);
     } finally {
       await Promise.all([split.close(), whole.close()]);
+    }
+  });
+
+  it('fails a split keyframe cleanly when a worker dies holding one part, then goes on; close() may be called twice', async () => {
+    const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
+    const params = { tracked: config.detector.tracked, motion: config.detector.motion };
+    const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    const keyframe: FrameDetectRequest = { frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] };
+    const settle = <T>(p: Promise<T>) => within(p.then(() => 'resolved', (err: Error) => err.message), 30_000);
+    try {
+      await pool.ready();
+      const [before] = await pool.detect([keyframe]);
+      const parts = pool.detect([keyframe]);
+      // Both parts went out at once, one to each worker: the second worker's part dies with it.
+      const workers = (pool as unknown as { slots: { worker: Worker; job: unknown }[] }).slots;
+      expect(workers.map((s) => s.job !== undefined)).toEqual([true, true]);
+      await workers[1].worker.terminate();
+      expect(await settle(parts)).toMatch(/analysis worker failed/);
+      // The worker is replaced and the next keyframe is split again.
+      await within(pool.ready(), 30_000);
+      const [after] = await within(pool.detect([keyframe]), 30_000);
+      expect(after.faces).toEqual(before.faces);
+      expect(pool.stats.splitDetections).toBe(3);
+      // Closing with parts out fails them; close() again, during or after the first, ends too.
+      const out = pool.detect([keyframe]);
+      const closing = [pool.close(), pool.close()];
+      expect(await settle(out)).toMatch(/shut down/);
+      expect(await within(Promise.all(closing), 30_000)).toHaveLength(2);
+      expect(await settle(pool.close())).toBe('resolved');
+    } finally {
+      await within(pool.close(), 30_000);
     }
   });
 

@@ -64,6 +64,7 @@ export class AnalysisPool implements FrameAnalysis {
   private readonly scaleFactor: number;
   private nextId = 1;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private startError: Error | undefined;
   private attributesOn = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -209,7 +210,13 @@ export class AnalysisPool implements FrameAnalysis {
     return reply.attributes;
   }
 
-  async close(): Promise<void> {
+  /** Stops the workers: jobs queued or running fail. Every call returns the same shutdown (a second one does not wait for exits that already happened). */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     const err = new FacestreamError('INFERENCE_FAILED', 'the analysis pool was shut down');
     for (const job of this.queue.splice(0)) job.reject(err);
