@@ -5,7 +5,7 @@ import type { RgbImage } from '../src/image/types.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import type { FrameDetectRequest } from '../src/pipeline/detect/frame-detector.js';
+import { FrameDetector, type FrameDetectRequest } from '../src/pipeline/detect/frame-detector.js';
 import { iou } from '../src/pipeline/detect/boxes.js';
 import { AnalysisPool } from '../src/pipeline/pool/analysis-pool.js';
 import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
@@ -81,6 +81,17 @@ describe('tracked detection against full detection (real models and clips)', () 
     } finally {
       await Promise.all([split.close(), whole.close()]);
     }
+  });
+
+  it("searches a level share only on a tracked keyframe: 'full' mode keeps every level", async () => {
+    const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
+    const detector = new FrameDetector(analyzer.detector, { tracked: config.detector.tracked, motion: config.detector.motion, minScore: analyzer.minScore, scaleFactor: config.detector.scaleFactor });
+    const request = (mode: 'full' | 'tracked', levelShare?: FrameDetectRequest['levelShare']): FrameDetectRequest => ({ frame, minFaceSize: 40, mode, keyframe: true, motionMayKeyframe: false, tracks: [], levelShare });
+    const [all, fullShared, coarse] = await detector.detect([request('full'), request('full', { index: 1, count: 2 }), request('tracked', { index: 1, count: 2 })]);
+    expect(all.faces.length).toBeGreaterThan(5);
+    expect(fullShared.faces).toEqual(all.faces);
+    // Where it applies, the share (without the finest level) is what is searched: other boxes.
+    expect(coarse.faces).not.toEqual(all.faces);
   });
 
   it('fails a split keyframe cleanly when a worker dies holding one part, then goes on; close() may be called twice', async () => {
