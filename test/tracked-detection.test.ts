@@ -5,9 +5,10 @@ import type { RgbImage } from '../src/image/types.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import { FrameDetector, type FrameDetectRequest } from '../src/pipeline/detect/frame-detector.js';
+import { FrameDetector, type FrameDetectRequest, type FrameDetectResult } from '../src/pipeline/detect/frame-detector.js';
 import { iou } from '../src/pipeline/detect/boxes.js';
 import { AnalysisPool } from '../src/pipeline/pool/analysis-pool.js';
+import { LocalFrameAnalysis } from '../src/pipeline/pool/frame-analysis.js';
 import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { enrolledAnalyzer } from './helpers/gallery.js';
 import { testConfig } from './helpers/models.js';
@@ -80,6 +81,47 @@ describe('tracked detection against full detection (real models and clips)', () 
       expect(same / faces).toBeGreaterThanOrEqual(0.9);
     } finally {
       await Promise.all([split.close(), whole.close()]);
+    }
+  });
+
+  it('splits keyframes inside a mixed batch, and beside embedding and age/gender jobs, as one worker would search them', async () => {
+    const big = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).filter((_, i) => i % 20 === 0);
+    const small = decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360)[0];
+    const params = { tracked: config.detector.tracked, motion: config.detector.motion };
+    const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    const local = new LocalFrameAnalysis(analyzer, params);
+    const request = (frame: RgbImage, extra: Partial<FrameDetectRequest> = {}): FrameDetectRequest => ({ frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [], ...extra });
+    try {
+      await pool.ready();
+      const [first] = await local.detect([request(big[0])]);
+      // Split keyframes of two minimum face sizes between a small keyframe, a follow frame and a 'full' frame.
+      const batch = [request(small), request(big[1], { minFaceSize: 20 }), request(big[2], { keyframe: false, tracks: first.faces.map((f) => f.box) }), request(big[3]), request(big[4], { mode: 'full' })];
+      const expected = await local.detect(batch);
+      const got = await within(pool.detect(batch), 60_000);
+      expect(pool.stats.splitDetections).toBe(1);
+      // A split keyframe's faces may come from a neighbouring level (see the test above): same faces, boxes by IoU.
+      const sameFaces = (a: FrameDetectResult, b: FrameDetectResult) => {
+        expect(a.faces.length).toBe(b.faces.length);
+        for (const face of b.faces) expect(a.faces.some((g) => iou(face.box, g.box) >= 0.5)).toBe(true);
+      };
+      got.forEach((result, i) => {
+        expect(result.runs).toEqual(expected[i].runs);
+        expect(result.motionShare).toBe(expected[i].motionShare);
+        sameFaces(result, expected[i]);
+      });
+      // Parts of a keyframe queued with embedding and age/gender jobs: each answers what it answers alone.
+      const items = first.faces.slice(0, 4).map((face) => ({ image: big[0], face }));
+      const [vectors, attributes] = [await local.embed(items), await local.attributes(items)];
+      const [keyframe, later, embedded, aged] = await within(Promise.all([pool.detect([request(big[0])]), pool.detect([request(big[5])]), pool.embed(items), pool.attributes(items)]), 60_000);
+      // The first keyframe's parts go straight to the two workers, so the queue is empty for the second: both split.
+      expect(pool.stats.splitDetections).toBe(3);
+      sameFaces(keyframe[0], first);
+      sameFaces(later[0], (await local.detect([request(big[5])]))[0]);
+      // The workers' onnxruntime may use other threads than the main one's: equal up to rounding.
+      embedded.forEach((v, k) => v.forEach((x, d) => expect(x).toBeCloseTo(vectors[k][d], 4)));
+      aged.forEach((a, k) => expect([a.age, a.genderScore]).toEqual([expect.closeTo(attributes[k].age, 2), expect.closeTo(attributes[k].genderScore, 4)]));
+    } finally {
+      await within(pool.close(), 30_000);
     }
   });
 
