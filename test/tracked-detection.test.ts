@@ -32,6 +32,9 @@ describe('tracked detection against full detection (real models and clips)', () 
     ({ analyzer, gallery, cleanup } = await enrolledAnalyzer({ ...config, detector: { ...config.detector, minFaceSize: 40 } }));
   });
   afterAll(() => cleanup());
+  // The 1080p crowd clip, decoded once for the tests of keyframes split over workers.
+  let crowd: RgbImage[] | undefined;
+  const crowd1080 = () => (crowd ??= decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080));
 
   it('finds, in the window around each face a keyframe found, the same face', async () => {
     // A 1080p crowd frame: many faces of many sizes, some near the picture's edge.
@@ -47,7 +50,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   });
 
   it('finds, searching a 1080p keyframe on two workers at once, the faces one worker finds', async () => {
-    const frames = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).filter((_, i) => i % 12 === 0);
+    const frames = crowd1080().filter((_, i) => i % 12 === 0);
     const params = { tracked: config.detector.tracked, motion: config.detector.motion };
     const split = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
     const whole = new AnalysisPool(analyzer, params, { workers: 1, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
@@ -85,7 +88,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   });
 
   it('splits keyframes inside a mixed batch, and beside embedding and age/gender jobs, as one worker would search them', async () => {
-    const big = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).filter((_, i) => i % 20 === 0);
+    const big = crowd1080().filter((_, i) => i % 20 === 0);
     const small = decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360)[0];
     const params = { tracked: config.detector.tracked, motion: config.detector.motion };
     const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
@@ -126,7 +129,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   });
 
   it("searches a level share only on a tracked keyframe: 'full' mode keeps every level", async () => {
-    const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
+    const frame = crowd1080()[0];
     const detector = new FrameDetector(analyzer.detector, { tracked: config.detector.tracked, motion: config.detector.motion, minScore: analyzer.minScore, scaleFactor: config.detector.scaleFactor });
     const request = (mode: 'full' | 'tracked', levelShare?: FrameDetectRequest['levelShare']): FrameDetectRequest => ({ frame, minFaceSize: 40, mode, keyframe: true, motionMayKeyframe: false, tracks: [], levelShare });
     const [all, fullShared, coarse] = await detector.detect([request('full'), request('full', { index: 1, count: 2 }), request('tracked', { index: 1, count: 2 })]);
@@ -137,7 +140,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   });
 
   it('fails a split keyframe cleanly when a worker dies holding one part, then goes on; close() may be called twice', async () => {
-    const frame = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080)[0];
+    const frame = crowd1080()[0];
     const params = { tracked: config.detector.tracked, motion: config.detector.motion };
     const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
     const keyframe: FrameDetectRequest = { frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] };
