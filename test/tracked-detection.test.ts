@@ -1,17 +1,26 @@
+import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gallery } from '../src/index/gallery.js';
 import type { RgbImage } from '../src/image/types.js';
 import { FaceAnalyzer } from '../src/pipeline/analyzer.js';
 import { runFramesOffline, trackedAgreement as agreement } from '../src/eval/tracked-agreement.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
-import type { FrameDetectRequest } from '../src/pipeline/detect/frame-detector.js';
+import { FrameDetector, type FrameDetectRequest, type FrameDetectResult } from '../src/pipeline/detect/frame-detector.js';
 import { iou } from '../src/pipeline/detect/boxes.js';
 import { AnalysisPool } from '../src/pipeline/pool/analysis-pool.js';
+import { LocalFrameAnalysis } from '../src/pipeline/pool/frame-analysis.js';
 import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
 import { enrolledAnalyzer } from './helpers/gallery.js';
 import { testConfig } from './helpers/models.js';
 import { dataFile } from './helpers/paths.js';
 import { decodeVideoFrames } from './helpers/video.js';
+
+/** `promise`, or a rejection after `ms`: a hang fails the test instead of stalling it. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 describe('tracked detection against full detection (real models and clips)', () => {
   let analyzer: FaceAnalyzer;
@@ -23,6 +32,9 @@ describe('tracked detection against full detection (real models and clips)', () 
     ({ analyzer, gallery, cleanup } = await enrolledAnalyzer({ ...config, detector: { ...config.detector, minFaceSize: 40 } }));
   });
   afterAll(() => cleanup());
+  // The 1080p crowd clip, decoded once for the tests of keyframes split over workers.
+  let crowd: RgbImage[] | undefined;
+  const crowd1080 = () => (crowd ??= decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080));
 
   it('finds, in the window around each face a keyframe found, the same face', async () => {
     // A 1080p crowd frame: many faces of many sizes, some near the picture's edge.
@@ -38,7 +50,7 @@ describe('tracked detection against full detection (real models and clips)', () 
   });
 
   it('finds, searching a 1080p keyframe on two workers at once, the faces one worker finds', async () => {
-    const frames = decodeVideoFrames(dataFile('video', 'crowd_1080p.mp4'), 1920, 1080).filter((_, i) => i % 12 === 0);
+    const frames = crowd1080().filter((_, i) => i % 12 === 0);
     const params = { tracked: config.detector.tracked, motion: config.detector.motion };
     const split = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
     const whole = new AnalysisPool(analyzer, params, { workers: 1, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
@@ -60,6 +72,10 @@ describe('tracked detection against full detection (real models and clips)', () 
       }
       console.log(`split keyframes: ${faces} faces, ${matched} matched, ${same} identical boxes`);
       expect(split.stats.splitDetections).toBe(frames.length);
+      // A pyramid of one level (minimum face 900 on 1080p) leaves a second part nothing to search: not split.
+      const [oneLevel] = await split.detect([{ frame: frames[0], minFaceSize: 900, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] }]);
+      expect(oneLevel.runs).toEqual([{ kind: 'full', share: 1 }]);
+      expect(split.stats.splitDetections).toBe(frames.length);
       // One worker only: nothing to split over.
       expect(whole.stats.splitDetections).toBe(0);
       expect(faces).toBeGreaterThan(5 * frames.length);
@@ -68,6 +84,89 @@ describe('tracked detection against full detection (real models and clips)', () 
       expect(same / faces).toBeGreaterThanOrEqual(0.9);
     } finally {
       await Promise.all([split.close(), whole.close()]);
+    }
+  });
+
+  it('splits keyframes inside a mixed batch, and beside embedding and age/gender jobs, as one worker would search them', async () => {
+    const big = crowd1080().filter((_, i) => i % 20 === 0);
+    const small = decodeVideoFrames(dataFile('video', 'hamilton_640x360.mp4'), 640, 360)[0];
+    const params = { tracked: config.detector.tracked, motion: config.detector.motion };
+    const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    const local = new LocalFrameAnalysis(analyzer, params);
+    const request = (frame: RgbImage, extra: Partial<FrameDetectRequest> = {}): FrameDetectRequest => ({ frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [], ...extra });
+    try {
+      await pool.ready();
+      const [first] = await local.detect([request(big[0])]);
+      // Split keyframes of two minimum face sizes between a small keyframe, a follow frame and a 'full' frame.
+      const batch = [request(small), request(big[1], { minFaceSize: 20 }), request(big[2], { keyframe: false, tracks: first.faces.map((f) => f.box) }), request(big[3]), request(big[4], { mode: 'full' })];
+      const expected = await local.detect(batch);
+      const got = await within(pool.detect(batch), 60_000);
+      expect(pool.stats.splitDetections).toBe(1);
+      // A split keyframe's faces may come from a neighbouring level (see the test above): same faces, boxes by IoU.
+      const sameFaces = (a: FrameDetectResult, b: FrameDetectResult) => {
+        expect(a.faces.length).toBe(b.faces.length);
+        for (const face of b.faces) expect(a.faces.some((g) => iou(face.box, g.box) >= 0.5)).toBe(true);
+      };
+      got.forEach((result, i) => {
+        expect(result.runs).toEqual(expected[i].runs);
+        expect(result.motionShare).toBe(expected[i].motionShare);
+        sameFaces(result, expected[i]);
+      });
+      // Parts of a keyframe queued with embedding and age/gender jobs: each answers what it answers alone.
+      const items = first.faces.slice(0, 4).map((face) => ({ image: big[0], face }));
+      const [vectors, attributes] = [await local.embed(items), await local.attributes(items)];
+      const [keyframe, later, embedded, aged] = await within(Promise.all([pool.detect([request(big[0])]), pool.detect([request(big[5])]), pool.embed(items), pool.attributes(items)]), 60_000);
+      // The first keyframe's parts go straight to the two workers, so the queue is empty for the second: both split.
+      expect(pool.stats.splitDetections).toBe(3);
+      sameFaces(keyframe[0], first);
+      sameFaces(later[0], (await local.detect([request(big[5])]))[0]);
+      // The workers' onnxruntime may use other threads than the main one's: equal up to rounding.
+      embedded.forEach((v, k) => v.forEach((x, d) => expect(x).toBeCloseTo(vectors[k][d], 4)));
+      aged.forEach((a, k) => expect([a.age, a.genderScore]).toEqual([expect.closeTo(attributes[k].age, 2), expect.closeTo(attributes[k].genderScore, 4)]));
+    } finally {
+      await within(pool.close(), 30_000);
+    }
+  });
+
+  it("searches a level share only on a tracked keyframe: 'full' mode keeps every level", async () => {
+    const frame = crowd1080()[0];
+    const detector = new FrameDetector(analyzer.detector, { tracked: config.detector.tracked, motion: config.detector.motion, minScore: analyzer.minScore, scaleFactor: config.detector.scaleFactor });
+    const request = (mode: 'full' | 'tracked', levelShare?: FrameDetectRequest['levelShare']): FrameDetectRequest => ({ frame, minFaceSize: 40, mode, keyframe: true, motionMayKeyframe: false, tracks: [], levelShare });
+    const [all, fullShared, coarse] = await detector.detect([request('full'), request('full', { index: 1, count: 2 }), request('tracked', { index: 1, count: 2 })]);
+    expect(all.faces.length).toBeGreaterThan(5);
+    expect(fullShared.faces).toEqual(all.faces);
+    // Where it applies, the share (without the finest level) is what is searched: other boxes.
+    expect(coarse.faces).not.toEqual(all.faces);
+  });
+
+  it('fails a split keyframe cleanly when a worker dies holding one part, then goes on; close() may be called twice', async () => {
+    const frame = crowd1080()[0];
+    const params = { tracked: config.detector.tracked, motion: config.detector.motion };
+    const pool = new AnalysisPool(analyzer, params, { workers: 2, threadsPerWorker: 1, keyframeSplitPixels: 1_000_000 });
+    const keyframe: FrameDetectRequest = { frame, minFaceSize: 40, mode: 'tracked', keyframe: true, motionMayKeyframe: false, tracks: [] };
+    const settle = <T>(p: Promise<T>) => within(p.then(() => 'resolved', (err: Error) => err.message), 30_000);
+    try {
+      await pool.ready();
+      const [before] = await pool.detect([keyframe]);
+      const parts = pool.detect([keyframe]);
+      // Both parts went out at once, one to each worker: the second worker's part dies with it.
+      const workers = (pool as unknown as { slots: { worker: Worker; job: unknown }[] }).slots;
+      expect(workers.map((s) => s.job !== undefined)).toEqual([true, true]);
+      await workers[1].worker.terminate();
+      expect(await settle(parts)).toMatch(/analysis worker failed/);
+      // The worker is replaced and the next keyframe is split again.
+      await within(pool.ready(), 30_000);
+      const [after] = await within(pool.detect([keyframe]), 30_000);
+      expect(after.faces).toEqual(before.faces);
+      expect(pool.stats.splitDetections).toBe(3);
+      // Closing with parts out fails them; close() again, during or after the first, ends too.
+      const out = pool.detect([keyframe]);
+      const closing = [pool.close(), pool.close()];
+      expect(await settle(out)).toMatch(/shut down/);
+      expect(await within(Promise.all(closing), 30_000)).toHaveLength(2);
+      expect(await settle(pool.close())).toBe('resolved');
+    } finally {
+      await within(pool.close(), 30_000);
     }
   });
 

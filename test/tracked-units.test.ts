@@ -225,15 +225,32 @@ describe('a keyframe split over workers', () => {
     const follow = request(1920, 1080, { keyframe: false });
     const full = request(1920, 1080, { mode: 'full' });
     const big = request(1920, 1080);
-    expect(splitKeyframes([small, follow, full], 2, 1_000_000)).toBeUndefined();
-    expect(splitKeyframes([big], 1, 1_000_000)).toBeUndefined();
-    const split = splitKeyframes([small, big, follow], 2, 1_000_000)!;
+    expect(splitKeyframes([small, follow, full], 2, 1_000_000, 0.709)).toBeUndefined();
+    expect(splitKeyframes([big], 1, 1_000_000, 0.709)).toBeUndefined();
+    const split = splitKeyframes([small, big, follow], 2, 1_000_000, 0.709)!;
     expect(split.jobs.map((job) => job.map((r) => r.levelShare))).toEqual([[undefined, { index: 0, count: 2 }, undefined], [{ index: 1, count: 2 }]]);
     expect(split.jobs[1][0].frame).toBe(big.frame);
   });
 
+  it('does not split a keyframe whose pyramid has fewer levels than parts (a part would search nothing)', () => {
+    // 1080p: minimum face 900 gives one pyramid level (shorter side 1080 * 12/900 = 14.4, then 10.2), 2000 none.
+    expect(pyramidLevels(1920, 1080, 900, 0.709)).toHaveLength(1);
+    const oneLevel = request(1920, 1080, { minFaceSize: 900 });
+    const noLevel = request(1920, 1080, { minFaceSize: 2000 });
+    const twoLevels = request(1920, 1080, { minFaceSize: 700 });
+    expect(pyramidLevels(1920, 1080, 700, 0.709)).toHaveLength(2);
+    expect(splitKeyframes([oneLevel], 2, 1_000_000, 0.709)).toBeUndefined();
+    expect(splitKeyframes([noLevel, oneLevel], 2, 1_000_000, 0.709)).toBeUndefined();
+    // The step decides the levels: 0.9 gives the 900 px face a second level (14.4 * 0.9 = 13.0).
+    expect(splitKeyframes([oneLevel], 2, 1_000_000, 0.9)?.jobs.map((job) => job.length)).toEqual([1, 1]);
+    const split = splitKeyframes([oneLevel, twoLevels], 2, 1_000_000, 0.709)!;
+    expect(split.jobs.map((job) => job.map((r) => [r.minFaceSize, r.levelShare]))).toEqual([[[900, undefined], [700, { index: 0, count: 2 }]], [[700, { index: 1, count: 2 }]]]);
+    // Every share of a split keyframe holds a level.
+    for (const job of split.jobs) for (const r of job.filter((q) => q.levelShare)) expect(levelShares(pyramidLevels(1920, 1080, r.minFaceSize, 0.709), 2)[r.levelShare!.index].length).toBeGreaterThan(0);
+  });
+
   it("merges the parts' faces: a face found by both is kept once, at its best score, and the runs are the first part's", () => {
-    const split = splitKeyframes([request(640, 360), request(1920, 1080)], 2, 1_000_000)!;
+    const split = splitKeyframes([request(640, 360), request(1920, 1080)], 2, 1_000_000, 0.709)!;
     const a = face([100, 100, 160, 170], 0.99);
     const aAgain = face([102, 98, 161, 171], 0.995);
     const b = face([500, 300, 540, 350], 0.9);

@@ -25,7 +25,8 @@ export interface FrameDetectRequest {
   /**
    * A keyframe searched on several workers at once: this request searches the whole picture on
    * share `index` of `count` of its pyramid levels only (levelShares), and its faces are merged
-   * with the other shares' (keyframe-split.ts). Ignored by frames that are not keyframes.
+   * with the other shares' (keyframe-split.ts). Ignored by every other request ('full' mode,
+   * frames that are not keyframes).
    */
   levelShare?: { index: number; count: number };
 }
@@ -82,10 +83,13 @@ export class FrameDetector {
 
   private plan(r: FrameDetectRequest): { windows: SearchWindow[]; runs: FrameDetectResult['runs']; motionShare: number; wideMotion?: boolean } {
     const picture = r.frame;
+    // Only a tracked keyframe is ever split (keyframe-split.ts): any other search of the whole
+    // picture ('full' mode, wide motion) keeps every level, whatever the request says.
+    const share = r.mode === 'tracked' && r.keyframe ? r.levelShare : undefined;
     const whole = (): SearchWindow => {
-      if (!r.levelShare) return wholePicture(picture);
+      if (!share) return wholePicture(picture);
       const pyramid = pyramidLevels(picture.width, picture.height, r.minFaceSize, this.params.scaleFactor);
-      return { ...wholePicture(picture), levels: levelShares(pyramid, r.levelShare.count)[r.levelShare.index] ?? [] };
+      return { ...wholePicture(picture), levels: levelShares(pyramid, share.count)[share.index] ?? [] };
     };
     const full = () => ({ windows: [whole()], runs: [{ kind: 'full' as const, share: 1 }] });
     // Keyframes search everything and measure no motion: they need nothing of the frames before them.

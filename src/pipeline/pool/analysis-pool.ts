@@ -60,8 +60,11 @@ export class AnalysisPool implements FrameAnalysis {
   private readonly queue: Job[] = [];
   private readonly shared = new WeakMap<Uint8Array, Uint8Array>();
   private readonly setup: AnalysisWorkerSetup;
+  /** The workers' pyramid step (their detector's), for deciding which keyframes to split. */
+  private readonly scaleFactor: number;
   private nextId = 1;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private startError: Error | undefined;
   private attributesOn = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -76,6 +79,7 @@ export class AnalysisPool implements FrameAnalysis {
     }
     this.concurrency = Math.max(1, opts.workers);
     this.attributesOn = analyzer.attributes !== undefined;
+    this.scaleFactor = analyzer.detector.options.scaleFactor;
     this.setup = {
       manifest: analyzer.runtime.store.manifest,
       modelsDir: analyzer.runtime.store.dir,
@@ -178,9 +182,10 @@ export class AnalysisPool implements FrameAnalysis {
 
   async detect(requests: readonly FrameDetectRequest[]): Promise<FrameDetectResult[]> {
     const sent = requests.map((r) => ({ ...r, frame: this.share(r.frame) as FrameDetectRequest['frame'] }));
-    // Only with spare capacity: when work already waits for a worker, a split would only add the
-    // second part's summed-area table and the faces both parts find to what the workers must do.
-    const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels) : undefined;
+    // Only when no job waits for a worker (the workers may still both be busy: the parts then
+    // start as each one frees up): when work already waits, a split would only add the second
+    // part's summed-area table and the faces both parts find to what the workers must do.
+    const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels, this.scaleFactor) : undefined;
     if (!split) return this.detectOn(sent);
     this.stats.splitDetections++;
     return split.merge(await Promise.all(split.jobs.map((job) => this.detectOn(job))));
@@ -206,7 +211,13 @@ export class AnalysisPool implements FrameAnalysis {
     return reply.attributes;
   }
 
-  async close(): Promise<void> {
+  /** Stops the workers: jobs queued or running fail. Every call returns the same shutdown (a second one does not wait for exits that already happened). */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     const err = new FacestreamError('INFERENCE_FAILED', 'the analysis pool was shut down');
     for (const job of this.queue.splice(0)) job.reject(err);

@@ -1,6 +1,7 @@
 import { nms, type Candidate } from '../detect/boxes.js';
 import type { FrameDetectRequest, FrameDetectResult } from '../detect/frame-detector.js';
 import type { DetectedFace } from '../detect/mtcnn.js';
+import { pyramidLevels } from '../detect/pyramid.js';
 
 /**
  * A detection batch dealt out to several analysis workers: `jobs[k]` goes to one worker each, and
@@ -18,6 +19,10 @@ export interface SplitDetection {
  * The first job also carries every request that is not split. Undefined when nothing is worth
  * splitting (no such keyframe, or fewer than two parts).
  *
+ * A keyframe whose pyramid (minFaceSize, `scaleFactor`: config detector.scaleFactor) has fewer
+ * levels than `parts` is not split: a part with no level finds nothing, yet would still compute
+ * the whole picture's summed-area table (about 6 ms at 1080p) and hold a worker for it.
+ *
  * 'full' mode is never split: it keeps the reference cascade, whose NMS sees every level at once.
  *
  * Merging: a face a keyframe shows at two neighbouring pyramid levels may be found by two parts;
@@ -25,8 +30,14 @@ export interface SplitDetection {
  * 0.7, best score kept), which keeps one of them, as the whole search's NMS would. The detection
  * runs are the first part's (one keyframe, one run).
  */
-export function splitKeyframes(requests: readonly FrameDetectRequest[], parts: number, minPixels: number): SplitDetection | undefined {
-  const split = requests.map((r) => r.mode === 'tracked' && r.keyframe && r.frame.width * r.frame.height >= minPixels);
+export function splitKeyframes(requests: readonly FrameDetectRequest[], parts: number, minPixels: number, scaleFactor: number): SplitDetection | undefined {
+  const split = requests.map(
+    (r) =>
+      r.mode === 'tracked' &&
+      r.keyframe &&
+      r.frame.width * r.frame.height >= minPixels &&
+      pyramidLevels(r.frame.width, r.frame.height, r.minFaceSize, scaleFactor).length >= parts,
+  );
   if (parts < 2 || !split.some(Boolean)) return undefined;
   const jobs: FrameDetectRequest[][] = Array.from({ length: parts }, () => []);
   // Where each request's part k landed: its index in jobs[k] (-1: not in that job).
