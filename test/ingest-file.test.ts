@@ -82,6 +82,38 @@ describe('file sources', () => {
     expect(pipeDirs()).toEqual([]);
   });
 
+  it('reads a run from stdout when its named pipe cannot be made (the temporary directory gone), and the next run from a named pipe', async () => {
+    const savedTmp = process.env.TMPDIR;
+    const warnings: string[] = [];
+    const source = new FrameSource({ id: 'tmp-gone', url: HAMILTON, realtime: false, maxWidth: 64 }, { config: ingestConfig(), logger: createLogger('warn', { write: (line: string) => warnings.push(JSON.parse(line).msg) }) });
+    let frames = 0;
+    let sawPipe = false;
+    source.on('frame', (f) => {
+      frames++;
+      if (frames === 10) sawPipe = fs.existsSync(os.tmpdir()) && pipeDirs().length > 0;
+      f.release?.();
+    });
+    const run = async () => {
+      frames = 0;
+      const ended = new Promise<void>((r) => source.once('ended', () => r()));
+      source.start();
+      await ended;
+      return { frames, sawPipe };
+    };
+    // os.tmpdir() follows TMPDIR: a directory that does not exist fails the pipe, not ffmpeg.
+    process.env.TMPDIR = path.join(os.tmpdir(), `facestream-no-such-tmp-${process.pid}`);
+    try {
+      expect(await run()).toEqual({ frames: 275, sawPipe: false });
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    expect(warnings).toEqual([expect.stringMatching(/no named pipe for the frames \(.*ENOENT.*\); reading them from ffmpeg's stdout for this run; the next run tries a named pipe again/)]);
+    expect(await run()).toEqual({ frames: 275, sawPipe: true });
+    expect(warnings).toHaveLength(1);
+    await waitFor('the pipe directory to go', () => pipeDirs().length === 0, 2000);
+  });
+
   it('falls back to stdout, saying so once, where no named pipe can be made (no mkfifo on the PATH)', async () => {
     // A PATH with ffmpeg and setpriv (the kill-with-parent wrapper) but without mkfifo.
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-no-mkfifo-'));

@@ -116,8 +116,10 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private readonly cadence = new FrameCadence();
   /** Frame memory, kept across reconnects: frames released by their receiver are reused. */
   private readonly buffers = new FrameBufferPool();
-  /** A named pipe could not be made once: the frames come through stdout from then on. */
+  /** No `mkfifo` here: every run reads ffmpeg's stdout. */
   private noFifo = false;
+  /** The last attempt to make a named pipe failed (its warning was given). */
+  private pipeFailing = false;
   private everOpenedPipe = false;
 
   constructor(spec: SourceSpec, opts: FrameSourceOptions = {}) {
@@ -311,16 +313,28 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
     }
   }
 
-  /** A named pipe for this run's frames, or undefined for stdout (configured, or no fifo here). */
+  /**
+   * A named pipe for this run's frames, or undefined for stdout: configured so, no `mkfifo` on
+   * this machine (for good), or a failure that may pass (no file descriptor left, the temporary
+   * directory full or gone): that run reads stdout and the next one tries a pipe again. One
+   * warning per streak of failures.
+   */
   private framePipe(): FramePipe | undefined {
     if (this.config.framePipe !== 'fifo' || this.noFifo) return undefined;
     try {
       if (!this.everOpenedPipe) FramePipe.sweepStale();
       this.everOpenedPipe = true;
-      return FramePipe.open();
+      const pipe = FramePipe.open();
+      this.pipeFailing = false;
+      return pipe;
     } catch (err) {
-      this.noFifo = true;
-      this.log.warn({ err: errorMessage(err) }, `stream ${this.id}: no named pipe for the frames (${errorMessage(err)}); reading them from ffmpeg's stdout (ingest.framePipe)`);
+      const e = err as NodeJS.ErrnoException;
+      this.noFifo = e.code === 'ENOENT' && String(e.syscall).startsWith('spawn');
+      if (!this.pipeFailing) {
+        const then = this.noFifo ? '' : ' for this run; the next run tries a named pipe again';
+        this.log.warn({ err: errorMessage(err) }, `stream ${this.id}: no named pipe for the frames (${errorMessage(err)}); reading them from ffmpeg's stdout${then} (ingest.framePipe)`);
+      }
+      this.pipeFailing = true;
       return undefined;
     }
   }

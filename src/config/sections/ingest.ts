@@ -98,7 +98,7 @@ export const ingestSchema = z
      * How raw frames come from ffmpeg. 'fifo': a named pipe per run, read into one reused buffer,
      * allocating nothing per read (src/ingest/frame-pipe.ts: four 1080p streams through stdout made
      * the garbage collector pause the event loop ~19 times a second). 'stdout': ffmpeg's standard
-     * output, for platforms without `mkfifo`; a fifo that cannot be made falls back to it anyway.
+     * output, for platforms without `mkfifo`; a run whose fifo cannot be made falls back to it.
      */
     framePipe: z.enum(['fifo', 'stdout']).default('fifo'),
     /** ffmpeg stderr lines kept per stream (credentials scrubbed) for error reports. */
