@@ -41,8 +41,8 @@ export const pipelineSchema = z
      * analysis workers at once, each on half of the pyramid's P-Net work, when no other work waits
      * for a worker: the frames after a keyframe wait for its faces, so a lone busy stream would
      * otherwise keep one core idle (measured on 2 cores, one 1080p crowd stream: 21.1-22.0 fps
-     * against 19.8-21.3; 4 x 1080p: 3.33 against 2.85 fps each). 1 MP splits 1080p but not 720p,
-     * whose keyframes are short enough. 0 never splits. 'full' mode is never split.
+     * against 19.8-21.3; 4 x 1080p: 3.33 against 2.85 fps each). 1 MP splits 1080p, not 720p and
+     * smaller (not measured there). 0 never splits. 'full' mode is never split.
      */
     keyframeSplitPixels: z.int().min(0).default(1_000_000),
     /** Frames of one stream inside the pipeline at once: keeps one busy stream from taking every slot. */
