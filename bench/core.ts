@@ -10,7 +10,9 @@
  *
  * Options: --frames N (per clip, default 30), --lfw N (pictures, default 256; a quarter for models
  * slower than 20 ms per face), --models a,b (embedding models, default all in the manifest),
- * --batches 1,8,32 (LFW batch sizes), --skip-video, --skip-lfw.
+ * --batches 1,8,32 (LFW batch sizes), --skip-video, --skip-lfw, --inference-thread on|off
+ * (runtime.inferenceThread; off: onnxruntime on the detector's own thread, as in the analysis
+ * workers of the live pipeline).
  * This machine is shared and noisy: compare figures from one run, and look at min and median.
  */
 import { spawnSync } from 'node:child_process';
@@ -40,6 +42,8 @@ interface Options {
   batches: number[];
   skipVideo: boolean;
   skipLfw: boolean;
+  /** runtime.inferenceThread: 'off' runs onnxruntime on the detector's own thread, as the analysis workers do. */
+  inferenceThread?: boolean;
 }
 
 function parseArgs(args: string[]): Options {
@@ -51,6 +55,11 @@ function parseArgs(args: string[]): Options {
     else if (a === '--batches') opts.batches = value().split(',').map(Number);
     else if (a === '--skip-video') opts.skipVideo = true;
     else if (a === '--skip-lfw') opts.skipLfw = true;
+    else if (a === '--inference-thread') {
+      const v = value();
+      if (v !== 'on' && v !== 'off') throw new Error(`--inference-thread takes on or off, not ${v}`);
+      opts.inferenceThread = v === 'on';
+    }
     else throw new Error(`unknown option ${a} (see bench/core.ts)`);
   });
   return opts;
@@ -252,7 +261,8 @@ export async function run(args: string[]): Promise<void> {
   const config = loadConfig({ env: { ...process.env, FACESTREAM_LOG_LEVEL: process.env.FACESTREAM_LOG_LEVEL ?? 'warn' } });
   const logger = createLogger(config.logLevel);
   const manifest = loadManifest(config.models.manifest ?? BUNDLED_MANIFEST);
-  const runtime = new ModelRuntime(new ModelStore(manifest, path.resolve(config.models.dir)), config.runtime, logger);
+  const runtimeConfig = { ...config.runtime, inferenceThread: opts.inferenceThread ?? config.runtime.inferenceThread };
+  const runtime = new ModelRuntime(new ModelStore(manifest, path.resolve(config.models.dir)), runtimeConfig, logger);
   const modelIds = opts.models ?? Object.entries(manifest.models).filter(([, s]) => s.task === 'embedding').map(([id]) => id);
 
   const detector = await MtcnnDetector.load(runtime, { scaleFactor: config.detector.scaleFactor, thresholds: config.detector.thresholds });
@@ -268,6 +278,7 @@ export async function run(args: string[]): Promise<void> {
     interOpThreads: config.runtime.interOpThreads,
     spinning: config.runtime.spinning,
     graphOptimization: config.runtime.graphOptimization,
+    inferenceThread: runtimeConfig.inferenceThread,
     embeddingMaxBatch: config.embedding.maxBatch,
     detectorBatches: 'P-Net: one run per pyramid level; R-Net and O-Net: every candidate of the frame in one batch',
     thresholds: config.detector.thresholds,
@@ -275,7 +286,7 @@ export async function run(args: string[]): Promise<void> {
   };
   const m = machineInfo();
   process.stdout.write(
-    `core benchmark: ${m.cpu}, ${m.cores} cores, node ${m.node}; onnxruntime ${setup.executionProvider} provider, ${setup.intraOpThreads} intra-op threads, spinning ${setup.spinning ? 'on' : 'off'}, graph optimisation ${setup.graphOptimization}\n` +
+    `core benchmark: ${m.cpu}, ${m.cores} cores, node ${m.node}; onnxruntime ${setup.executionProvider} provider, ${setup.intraOpThreads} intra-op threads, spinning ${setup.spinning ? 'on' : 'off'}, graph optimisation ${setup.graphOptimization}, ${setup.inferenceThread ? 'on its inference thread' : 'on the detector thread (as in the analysis workers)'}\n` +
       `batches: ${setup.detectorBatches}; embeddings: all faces of a frame, up to ${setup.embeddingMaxBatch} per run\n`,
   );
 
