@@ -9,6 +9,8 @@ export const SUMMED_AREA_WASM = path.join(PACKAGE_ROOT, 'src', 'image', 'wasm', 
 const PAGE = 65536;
 /** The kernel's vector loads and stores reach up to this far past the pixels and the table. */
 const SLACK = 16;
+/** Pixels are copied into the module's memory this many bytes at a time (whole rows; at least one). */
+const BAND_BYTES = 256 * 1024;
 
 /**
  * The summed-area table kernel in WebAssembly SIMD, compiled once (per detector): the same table
@@ -33,14 +35,14 @@ export class SummedAreaModule {
 /** One summed-area table in its own instance's WebAssembly memory, grown as pictures need and reused. */
 export class SummedAreaTable {
   private readonly memory: WebAssembly.Memory;
-  private readonly kernel: (pixels: number, width: number, height: number, sums: number) => void;
+  private readonly kernel: (pixels: number, width: number, rows: number, row: number) => void;
   /** Where the module's own data and stack end: the table goes after. */
   private readonly base: number;
 
   constructor(module: WebAssembly.Module) {
     const { exports } = new WebAssembly.Instance(module, {});
     this.memory = exports.memory as WebAssembly.Memory;
-    this.kernel = exports.summed_area as SummedAreaTable['kernel'];
+    this.kernel = exports.summed_area_rows as SummedAreaTable['kernel'];
     this.base = Math.ceil((exports.__heap_base as WebAssembly.Global).value / SLACK) * SLACK;
   }
 
@@ -48,27 +50,34 @@ export class SummedAreaTable {
    * The table of the `width` x `height` rectangle at (x, y) of `img` (integer pixels inside the
    * picture): (height + 1) rows of (width + 1) * 3 Int32 sums, a view of this table's memory that
    * the next call replaces. Sums are exact while 255 * width * height < 2^31 (the caller keeps
-   * larger pictures on Float64).
+   * larger pictures on Float64). The pixels go through a band of rows in the same memory, so the
+   * memory holds the table and about 256 KiB more, not a second copy of the picture.
    */
   compute(img: RgbImage, x: number, y: number, width: number, height: number): Int32Array {
-    const sumsBytes = (height + 1) * (width + 1) * 3 * 4;
-    // The table first (16-byte aligned), the pixels after it.
+    const stride = (width + 1) * 3;
+    const sumsBytes = (height + 1) * stride * 4;
+    const rowBytes = width * 3;
+    const bandRows = Math.max(1, Math.min(height, Math.floor(BAND_BYTES / Math.max(1, rowBytes))));
+    // The table first (16-byte aligned), the band after it.
     const sumsAt = this.base;
-    const pixelsAt = sumsAt + sumsBytes + SLACK;
-    const end = pixelsAt + width * height * 3 + SLACK;
+    const bandAt = sumsAt + sumsBytes + SLACK;
+    const end = bandAt + bandRows * rowBytes + SLACK;
     const pages = Math.ceil(end / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
     const bytes = new Uint8Array(this.memory.buffer);
-    const rowBytes = width * 3;
-    if (x === 0 && width === img.width) {
-      bytes.set(img.data.subarray(y * rowBytes, (y + height) * rowBytes), pixelsAt);
-    } else {
-      for (let row = 0; row < height; row++) {
-        const from = ((y + row) * img.width + x) * 3;
-        bytes.set(img.data.subarray(from, from + rowBytes), pixelsAt + row * rowBytes);
+    bytes.fill(0, sumsAt, sumsAt + stride * 4);
+    for (let top = 0; top < height; top += bandRows) {
+      const rows = Math.min(bandRows, height - top);
+      if (x === 0 && width === img.width) {
+        bytes.set(img.data.subarray((y + top) * rowBytes, (y + top + rows) * rowBytes), bandAt);
+      } else {
+        for (let r = 0; r < rows; r++) {
+          const from = ((y + top + r) * img.width + x) * 3;
+          bytes.set(img.data.subarray(from, from + rowBytes), bandAt + r * rowBytes);
+        }
       }
+      this.kernel(bandAt, width, rows, sumsAt + (top + 1) * stride * 4);
     }
-    this.kernel(pixelsAt, width, height, sumsAt);
     return new Int32Array(this.memory.buffer, sumsAt, sumsBytes / 4);
   }
 }
