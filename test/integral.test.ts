@@ -135,6 +135,25 @@ describe('summed-area table in WebAssembly', () => {
     expect(table.sums[2101 * 4001 * 3 - 1]).toBe(255 * 4000 * 2100);
   });
 
+  it('names the file and the remedy when the kernel is missing, not WebAssembly, or lacks its exports', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-wasm-'));
+    try {
+      const lfsPointer = path.join(dir, 'pointer.wasm');
+      fs.writeFileSync(lfsPointer, 'version https://git-lfs.github.com/spec/v1\n');
+      const truncated = path.join(dir, 'truncated.wasm');
+      fs.writeFileSync(truncated, fs.readFileSync(SUMMED_AREA_WASM).subarray(0, 200));
+      // A valid module without the kernel's exports (an empty one: magic and version only).
+      const foreign = path.join(dir, 'foreign.wasm');
+      fs.writeFileSync(foreign, Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+      for (const file of [path.join(dir, 'missing.wasm'), lfsPointer, truncated, foreign]) {
+        expect(() => SummedAreaModule.load(file), file).toThrow(file);
+        expect(() => SummedAreaModule.load(file), file).toThrow('scripts/build-wasm.sh');
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('is committed as scripts/build-wasm.sh builds it from its C source (clang and lld from scripts/system-packages.txt)', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-wasm-'));
     try {

@@ -11,6 +11,8 @@ const PAGE = 65536;
 const SLACK = 16;
 /** Pixels are copied into the module's memory this many bytes at a time (whole rows; at least one). */
 const BAND_BYTES = 256 * 1024;
+/** What SummedAreaTable uses of an instance (as WebAssembly.Module.exports lists them). */
+const KERNEL_EXPORTS = ['memory memory', 'function summed_area_rows', 'global __heap_base'];
 
 /**
  * The summed-area table kernel in WebAssembly SIMD, compiled once (per detector): the same table
@@ -21,9 +23,24 @@ const BAND_BYTES = 256 * 1024;
 export class SummedAreaModule {
   private constructor(private readonly module: WebAssembly.Module) {}
 
-  /** Compiles the kernel. Throws when the file is missing or is not a module this Node can run. */
+  /**
+   * Compiles the kernel and checks its exports (memory, summed_area_rows, __heap_base), so a bad
+   * installation fails when the detector is made, not on its first frame. Throws an Error naming
+   * `file` and how to restore it when the file is missing, is not WebAssembly this Node can run
+   * (e.g. a Git LFS pointer, a truncated copy) or is another build without the kernel.
+   */
   static load(file: string = SUMMED_AREA_WASM): SummedAreaModule {
-    return new SummedAreaModule(new WebAssembly.Module(fs.readFileSync(file)));
+    const remedy = 'restore it from the facestream package, or rebuild it with scripts/build-wasm.sh (clang and lld)';
+    let module: WebAssembly.Module;
+    try {
+      module = new WebAssembly.Module(fs.readFileSync(file));
+    } catch (err) {
+      throw new Error(`summed-area kernel ${file} cannot be loaded (${(err as Error).message}): ${remedy}`, { cause: err });
+    }
+    const exported = new Set(WebAssembly.Module.exports(module).map((e) => `${e.kind} ${e.name}`));
+    const missing = KERNEL_EXPORTS.filter((e) => !exported.has(e));
+    if (missing.length > 0) throw new Error(`summed-area kernel ${file} lacks ${missing.join(', ')}: ${remedy}`);
+    return new SummedAreaModule(module);
   }
 
   /** A table with memory of its own (each search window of a batch holds its table at once). */
