@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the WebAssembly kernels (src/image/wasm/*.c) into the committed .wasm files. Needs clang
 # and lld with the wasm32 target (Debian: apt-get install clang lld). test/integral.test.ts checks
-# that the committed file is what this script builds from the source, where clang is installed.
+# that the committed file is what this script builds from the source: byte for byte under the clang
+# recorded in compiler.txt (the one the committed files were built with), and by the tables it
+# computes under any other clang, whose code generation may differ without being wrong.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build() {
@@ -14,3 +16,4 @@ for src in src/image/wasm/*.c; do
   build "$src" "$out"
   echo "built $out"
 done
+clang --version | head -n 1 > "${OUT_DIR:-src/image/wasm}/compiler.txt"

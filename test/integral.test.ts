@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -154,13 +154,58 @@ describe('summed-area table in WebAssembly', () => {
     }
   });
 
-  it('is committed as scripts/build-wasm.sh builds it from its C source (clang and lld from scripts/system-packages.txt)', () => {
+  /**
+   * Rebuilds the kernels with scripts/build-wasm.sh under PATH = `path` and checks the committed
+   * .wasm against the rebuild: byte for byte when the rebuild's compiler.txt is the committed one,
+   * else by the tables both compute (another clang may generate other, equally correct code).
+   */
+  function checkCommittedKernel(pathEnv: string | undefined): void {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-wasm-'));
+    const rebuild = 'run scripts/build-wasm.sh and commit src/image/wasm/';
     try {
-      execFileSync('bash', [path.join(PACKAGE_ROOT, 'scripts', 'build-wasm.sh')], { env: { ...process.env, OUT_DIR: out }, stdio: 'pipe' });
-      expect(fs.readFileSync(path.join(out, 'summed-area.wasm')).equals(fs.readFileSync(SUMMED_AREA_WASM))).toBe(true);
+      execFileSync('bash', [path.join(PACKAGE_ROOT, 'scripts', 'build-wasm.sh')], { env: { ...process.env, PATH: pathEnv, OUT_DIR: out }, stdio: 'pipe' });
+      const wasmDir = path.dirname(SUMMED_AREA_WASM);
+      const rebuilt = path.join(out, 'summed-area.wasm');
+      if (fs.readFileSync(path.join(out, 'compiler.txt'), 'utf8') === fs.readFileSync(path.join(wasmDir, 'compiler.txt'), 'utf8')) {
+        expect(fs.readFileSync(rebuilt).equals(fs.readFileSync(SUMMED_AREA_WASM)), `the committed .wasm is not its C source's build: ${rebuild}`).toBe(true);
+        return;
+      }
+      const committed = new IntegralImage(kernel);
+      const fresh = new IntegralImage(SummedAreaModule.load(rebuilt));
+      // A band boundary inside the picture (45 rows of 1921 pixels a band), one-row bands, a region.
+      for (const [w, h, region] of [[1921, 1081, undefined], [100_000, 3, undefined], [641, 359, { x: 17, y: 5, width: 300, height: 211 }]] as const) {
+        const img = randomImage(w, h, w + h);
+        const a = committed.compute(img, region).sums.slice();
+        const b = fresh.compute(img, region).sums;
+        expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer)), `the committed .wasm computes other tables than its C source: ${rebuild}`).toBe(true);
+      }
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+  }
+
+  it('is committed as scripts/build-wasm.sh builds it from its C source (clang and lld from scripts/system-packages.txt)', () => {
+    checkCommittedKernel(process.env.PATH);
+  });
+
+  describe('the rebuild check under a clang that generates other code (here: -O1 after -O3)', () => {
+    const recorded = fs.readFileSync(path.join(path.dirname(SUMMED_AREA_WASM), 'compiler.txt'), 'utf8').trim();
+    let dir = '';
+    /** A PATH whose `clang` reports `version` and compiles with the real clang at -O1. */
+    function fakeClang(version: string): string {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-clang-'));
+      const real = execFileSync('bash', ['-c', 'command -v clang'], { encoding: 'utf8' }).trim();
+      fs.writeFileSync(path.join(dir, 'clang'), `#!/bin/sh\nif [ "$1" = --version ]; then echo '${version}'; exit 0; fi\nexec '${real}' "$@" -O1\n`, { mode: 0o755 });
+      return `${dir}:${process.env.PATH}`;
+    }
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('passes when that clang is another version (CI image with a newer Debian clang)', () => {
+      checkCommittedKernel(fakeClang('Other clang version 99.0.0'));
+    });
+
+    it('fails, saying how to rebuild, when the recorded clang builds other bytes', () => {
+      expect(() => checkCommittedKernel(fakeClang(recorded))).toThrow('run scripts/build-wasm.sh and commit src/image/wasm/');
+    });
   });
 });
