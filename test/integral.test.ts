@@ -115,6 +115,16 @@ describe('summed-area table in WebAssembly', () => {
       [33, 1, undefined],
       [1920, 1080, undefined],
       [5, 7, { x: 1, y: 2, width: 3, height: 4 }],
+      // Bands of rows: a boundary inside the picture (45 rows of 1921 pixels), rows wider than a band.
+      [1921, 1081, undefined],
+      [100_000, 3, undefined],
+      [100_001, 4, { x: 1, y: 1, width: 99_999, height: 3 }],
+      // Empty tables: a region of no width, of no height, wholly outside; a picture of no pixels.
+      [50, 40, { x: 3, y: 3, width: 0, height: 10 }],
+      [50, 40, { x: 3, y: 3, width: 10, height: 0 }],
+      [50, 40, { x: 0, y: 45, width: 10, height: 10 }],
+      [0, 5, undefined],
+      [51, 41, { x: 50, y: 0, width: 1, height: 41 }],
     ];
     cases.forEach(([w, h, region], k) => {
       const img = randomImage(w, h, 100 + k);
