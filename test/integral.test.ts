@@ -145,6 +145,17 @@ describe('summed-area table in WebAssembly', () => {
     expect(table.sums[2101 * 4001 * 3 - 1]).toBe(255 * 4000 * 2100);
   });
 
+  it('refuses a rectangle not wholly inside the picture, rather than summing stale bytes of its band', () => {
+    const table = kernel.table();
+    const img = randomImage(40, 30, 5);
+    table.compute(img, 0, 0, 40, 30);
+    for (const [x, y, w, h] of [[1, 0, 40, 30], [0, 1, 40, 30], [-1, 0, 10, 10], [0, -1, 10, 10], [0.5, 0, 10, 10], [0, 0, -1, 3], [0, 0, 10, NaN]]) {
+      expect(() => table.compute(img, x, y, w, h), `${[x, y, w, h]}`).toThrow(RangeError);
+    }
+    // An empty rectangle reads no pixels, wherever it is (IntegralImage's region wholly outside).
+    expect(table.compute(img, 41, 0, 0, 5).length).toBe(6 * 3);
+  });
+
   it('names the file and the remedy when the kernel is missing, not WebAssembly, or lacks its exports', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'facestream-wasm-'));
     try {

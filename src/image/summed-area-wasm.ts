@@ -65,12 +65,18 @@ export class SummedAreaTable {
 
   /**
    * The table of the `width` x `height` rectangle at (x, y) of `img` (integer pixels inside the
-   * picture): (height + 1) rows of (width + 1) * 3 Int32 sums, a view of this table's memory that
-   * the next call replaces. Sums are exact while 255 * width * height < 2^31 (the caller keeps
+   * picture, else a RangeError; an empty rectangle may lie anywhere): (height + 1) rows of
+   * (width + 1) * 3 Int32 sums, a view of this table's memory that the next call replaces. Sums are exact while 255 * width * height < 2^31 (the caller keeps
    * larger pictures on Float64). The pixels go through a band of rows in the same memory, so the
    * memory holds the table and about 256 KiB more, not a second copy of the picture.
    */
   compute(img: RgbImage, x: number, y: number, width: number, height: number): Int32Array {
+    // The band is copied with subarray, which clips silently: a rectangle reaching out of the
+    // picture would be summed from the previous band's bytes. An empty one reads nothing.
+    const inside = width === 0 || height === 0 || (x >= 0 && y >= 0 && x + width <= img.width && y + height <= img.height);
+    if (![x, y, width, height].every(Number.isInteger) || width < 0 || height < 0 || !inside) {
+      throw new RangeError(`summed-area table: rectangle ${width}x${height} at (${x}, ${y}) is not integer pixels inside the ${img.width}x${img.height} picture`);
+    }
     const stride = (width + 1) * 3;
     const sumsBytes = (height + 1) * stride * 4;
     const rowBytes = width * 3;
