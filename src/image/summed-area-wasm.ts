@@ -66,9 +66,10 @@ export class SummedAreaTable {
   /**
    * The table of the `width` x `height` rectangle at (x, y) of `img` (integer pixels inside the
    * picture, else a RangeError; an empty rectangle may lie anywhere): (height + 1) rows of
-   * (width + 1) * 3 Int32 sums, a view of this table's memory that the next call replaces. Sums are exact while 255 * width * height < 2^31 (the caller keeps
-   * larger pictures on Float64). The pixels go through a band of rows in the same memory, so the
-   * memory holds the table and about 256 KiB more, not a second copy of the picture.
+   * (width + 1) * 3 Int32 sums, a view of this table's memory that the next call replaces. Sums
+   * are exact while 255 * width * height < 2^31 (the caller keeps larger pictures on Float64).
+   * The pixels go through a band of rows in the same memory, so the memory holds the table and
+   * about 256 KiB more, not a second copy of the picture.
    */
   compute(img: RgbImage, x: number, y: number, width: number, height: number): Int32Array {
     // The band is copied with subarray, which clips silently: a rectangle reaching out of the
