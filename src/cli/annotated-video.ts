@@ -2,6 +2,7 @@ import { PassThrough } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
 import sharp from 'sharp';
 import { drawAnnotationsRaw, type Annotation } from '../image/draw.js';
+import { whileHeld } from '../ingest/frame-buffers.js';
 import type { FrameResult, PipelineFrame } from '../pipeline/result.js';
 import { matroskaHeader, MatroskaFrames } from './matroska-raw.js';
 
@@ -79,9 +80,10 @@ export class AnnotatedVideoWriter {
   }
 
   write(result: FrameResult, frame: PipelineFrame): Promise<void> {
-    // Written after the frame's listeners return: its memory must not be reused meanwhile.
-    const release = frame.hold?.();
-    this.chain = this.chain.then(async () => {
+    // Written after the frame's listeners return: its memory must not be reused meanwhile (the
+    // hold is taken now, and let go once this frame's turn in the chain is over).
+    const previous = this.chain;
+    this.chain = whileHeld(frame, () => previous.then(async () => {
       if (this.failure) return;
       let pixels: Uint8Array;
       try {
@@ -107,7 +109,7 @@ export class AnnotatedVideoWriter {
         if (this.failure) return;
         if (!this.input.write(part)) await new Promise<void>((r) => { this.input.once('drain', () => r()); void this.failed.then(() => r()); });
       }
-    }).finally(() => release?.());
+    }));
     return this.chain;
   }
 
