@@ -120,7 +120,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private noFifo = false;
   /** The last attempt to make a named pipe failed (its warning was given). */
   private pipeFailing = false;
-  private everOpenedPipe = false;
+  /** The temporary directory was swept of dead processes' pipe directories (once per source). */
+  private staleSwept = false;
 
   constructor(spec: SourceSpec, opts: FrameSourceOptions = {}) {
     super();
@@ -322,8 +323,8 @@ export class FrameSource extends EventEmitter<FrameSourceEvents> {
   private framePipe(): FramePipe | undefined {
     if (this.config.framePipe !== 'fifo' || this.noFifo) return undefined;
     try {
-      if (!this.everOpenedPipe) FramePipe.sweepStale();
-      this.everOpenedPipe = true;
+      if (!this.staleSwept) FramePipe.sweepStale();
+      this.staleSwept = true;
       const pipe = FramePipe.open();
       this.pipeFailing = false;
       return pipe;
