@@ -44,7 +44,7 @@ export function pyramidLevels(width: number, height: number, minFaceSize: number
 export function levelShares(levels: readonly PyramidLevel[], count: number): PyramidLevel[][] {
   const shares: PyramidLevel[][] = Array.from({ length: Math.max(1, count) }, () => []);
   const work = new Float64Array(shares.length);
-  const bySize = levels.map((level, i) => ({ level, i, area: level.width * level.height })).sort((a, b) => b.area - a.area || a.i - b.i);
+  const bySize = levels.map((level, i) => ({ i, area: level.width * level.height })).sort((a, b) => b.area - a.area || a.i - b.i);
   const owner = new Int32Array(levels.length);
   for (const { i, area } of bySize) {
     let least = 0;
