@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build() {
-  clang --target=wasm32 -O3 -msimd128 -mbulk-memory -nostdlib -fno-ident \
+  clang --target=wasm32 -O3 -msimd128 -nostdlib -fno-ident -ffp-contract=off \
     -Wl,--no-entry -Wl,--export=__heap_base -Wl,--strip-all \
     -o "${2}" "${1}"
 }

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { IntegralImage } from '../src/image/integral.js';
+import { IntegralImage, type PoolJob } from '../src/image/integral.js';
 import { SummedAreaModule, SUMMED_AREA_WASM } from '../src/image/summed-area-wasm.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import type { RgbImage } from '../src/image/types.js';
@@ -138,6 +138,63 @@ describe('summed-area table in WebAssembly', () => {
     });
   });
 
+  /** Random pooling jobs over a w x h picture: windows inside, reaching out, wholly outside; shrinking and enlarging; parts. */
+  function randomJobs(w: number, h: number, count: number, seed: number): PoolJob[] {
+    let x = seed;
+    const r = (n: number) => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return (x >> 8) % n;
+    };
+    return Array.from({ length: count }, () => {
+      const outW = 1 + r(60);
+      const outH = 1 + r(60);
+      const col = r(2) ? r(outW) : 0;
+      const row = r(2) ? r(outH) : 0;
+      const part = col || row || r(2) ? { col, row, cols: 1 + r(outW - col), rows: 1 + r(outH - row) } : undefined;
+      const cells = part ? part.cols * part.rows : outW * outH;
+      return { x0: r(w + 40) - 30, y0: r(h + 40) - 30, srcW: 1 + r(w + 20), srcH: 1 + r(h + 20), outW, outH, part, dst: new Float32Array(3 * cells + 5).fill(NaN), offset: 2 };
+    });
+  }
+
+  it("pools bit for bit as the JavaScript loop: many jobs a call, parts, regions, windows reaching out, a memory that grows", () => {
+    const js = new IntegralImage();
+    const wasm = new IntegralImage(kernel);
+    const cases: [number, number, { x: number; y: number; width: number; height: number } | undefined][] = [
+      [37, 23, undefined],
+      [301, 177, undefined],
+      [640, 360, { x: 100, y: 50, width: 200, height: 150 }],
+      [641, 359, { x: -40, y: -3, width: 100, height: 90 }],
+      [1, 1, undefined],
+      [50, 40, { x: 3, y: 3, width: 0, height: 10 }],
+      // Many large jobs after small ones: the memory grows between calls.
+      [1920, 1080, undefined],
+    ];
+    cases.forEach(([w, h, region], k) => {
+      const img = randomImage(w, h, 300 + k);
+      js.compute(img, region);
+      wasm.compute(img, region);
+      const expected = randomJobs(w, h, 40, k + 1);
+      const got = expected.map((job) => ({ ...job, dst: new Float32Array(job.dst.length).fill(NaN) }));
+      js.pool(expected, 127.5, 0.0078125);
+      wasm.pool(got, 127.5, 0.0078125);
+      got.forEach((job, n) => {
+        expect(Number.isNaN(job.dst[1]) && Number.isNaN(job.dst[job.dst.length - 1]), `case ${k} job ${n} writes only its cells`).toBe(true);
+        expect(Buffer.from(job.dst.buffer).equals(Buffer.from(expected[n].dst.buffer)), `case ${k} job ${n}`).toBe(true);
+      });
+    });
+    // Pyramid levels of a 1080p frame, as the detector pools them.
+    const frame = randomImage(1920, 1080, 9);
+    js.compute(frame);
+    wasm.compute(frame);
+    for (const [outW, outH] of [[577, 325], [409, 231], [290, 164], [13, 8]]) {
+      const a = new Float32Array(3 * outW * outH);
+      const b = new Float32Array(3 * outW * outH);
+      js.pool([{ x0: 0, y0: 0, srcW: 1920, srcH: 1080, outW, outH, dst: a, offset: 0 }], 127.5, 0.0078125);
+      wasm.pool([{ x0: 0, y0: 0, srcW: 1920, srcH: 1080, outW, outH, dst: b, offset: 0 }], 127.5, 0.0078125);
+      expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer)), `${outW}x${outH}`).toBe(true);
+    }
+  });
+
   it('leaves pictures over 8.4 MP to the Float64 loop, whose sums Int32 cannot hold', () => {
     const img: RgbImage = { width: 4000, height: 2100, data: new Uint8Array(4000 * 2100 * 3).fill(255) };
     const table = new IntegralImage(kernel).compute(img);
@@ -199,6 +256,11 @@ describe('summed-area table in WebAssembly', () => {
         const a = committed.compute(img, region).sums.slice();
         const b = fresh.compute(img, region).sums;
         expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer)), `the committed .wasm computes other tables than its C source: ${rebuild}`).toBe(true);
+        const jobs = randomJobs(w, h, 20, w);
+        const again = jobs.map((job) => ({ ...job, dst: new Float32Array(job.dst.length).fill(NaN) }));
+        committed.pool(jobs, 127.5, 0.0078125);
+        fresh.pool(again, 127.5, 0.0078125);
+        again.forEach((job, n) => expect(Buffer.from(job.dst.buffer).equals(Buffer.from(jobs[n].dst.buffer)), `the committed .wasm pools otherwise than its C source: ${rebuild}`).toBe(true));
       }
     } finally {
       fs.rmSync(out, { recursive: true, force: true });

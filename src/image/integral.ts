@@ -2,6 +2,24 @@ import type { SummedAreaModule, SummedAreaTable } from './summed-area-wasm.js';
 import type { RgbImage } from './types.js';
 
 /**
+ * One adaptive average pooling from an IntegralImage: the srcW x srcH source rectangle at
+ * (x0, y0) (integer picture pixels) pooled to outW x outH, of which only the cells `part` (all of
+ * them by default) are written, as three planes of cols x rows float32 values from dst[offset],
+ * each value v written as (v - mean) * scale (see IntegralImage.poolPartInto).
+ */
+export interface PoolJob {
+  x0: number;
+  y0: number;
+  srcW: number;
+  srcH: number;
+  outW: number;
+  outH: number;
+  part?: { col: number; row: number; cols: number; rows: number };
+  dst: Float32Array;
+  offset: number;
+}
+
+/**
  * Summed-area table of an RGB image. With it, the mean of any axis-aligned rectangle costs four
  * reads per channel whatever its size, so every pyramid level and every crop of the MTCNN cascade
  * is area-averaged (PyTorch's `interpolate(mode="area")`, i.e. adaptive average pooling, which the
@@ -9,9 +27,9 @@ import type { RgbImage } from './types.js';
  *
  * Layout: (height + 1) rows of (width + 1) * 3 sums, interleaved RGB; row 0 and column 0 are zero.
  * Int32 sums (fast small integers in V8) are exact up to 8.4 MP (255 * pixels < 2^31); larger
- * pictures use Float64, exact to 2^53. Given a SummedAreaModule, Int32 tables are computed by its
- * WebAssembly SIMD kernel (the same values, about 4x faster); without one, and for Float64 tables,
- * by the JavaScript loop.
+ * pictures use Float64, exact to 2^53. Given a SummedAreaModule, Int32 tables are computed, and
+ * `pool` pools from them, by its WebAssembly SIMD kernels (the same values, about 4x and 2x
+ * faster); without one, and for Float64 tables, by the JavaScript loops.
  */
 export class IntegralImage {
   /** Width and height of the table's region (the whole picture unless `compute` got a region). */
@@ -26,6 +44,8 @@ export class IntegralImage {
   private xe = new Int32Array(0);
   private colInv = new Float64Array(0);
   private readonly wasm: SummedAreaTable | undefined;
+  /** Whether `sums` is the kernel's table (else the JavaScript loop's own array). */
+  private inKernel = false;
 
   constructor(kernel?: SummedAreaModule) {
     this.wasm = kernel?.table();
@@ -51,6 +71,7 @@ export class IntegralImage {
     this.height = h;
     this.originX = rx;
     this.originY = ry;
+    this.inKernel = this.wasm !== undefined && !wide;
     if (this.wasm && !wide) {
       this.sums = this.wasm.compute(img, rx, ry, w, h);
       return this;
@@ -82,6 +103,20 @@ export class IntegralImage {
       }
     }
     return this;
+  }
+
+  /**
+   * Runs every job: by the WebAssembly kernel when it computed the table, else by `poolPartInto`
+   * in turn. The values are the same either way, bit for bit.
+   */
+  pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
+    if (this.inKernel) {
+      this.wasm!.pool(jobs, this.originX, this.originY, this.height, mean, scale);
+      return;
+    }
+    for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of jobs) {
+      this.poolPartInto(x0, y0, srcW, srcH, outW, outH, part ?? { col: 0, row: 0, cols: outW, rows: outH }, dst, offset, mean, scale);
+    }
   }
 
   /**

@@ -1,9 +1,11 @@
 /*
- * The summed-area table of an RGB picture, in WebAssembly SIMD (built by scripts/build-wasm.sh into
- * summed-area.wasm, which is committed: installing facestream needs no C compiler). Same layout
- * and values as the JavaScript loop in src/image/integral.ts: (h + 1) rows of (w + 1) * 3 int32
- * sums, interleaved RGB, row 0 and column 0 zero.
+ * The summed-area table of an RGB picture, and adaptive average pooling from it, in WebAssembly
+ * SIMD (built by scripts/build-wasm.sh into summed-area.wasm, which is committed: installing
+ * facestream needs no C compiler). Same layout and values as the JavaScript loops in
+ * src/image/integral.ts: (h + 1) rows of (w + 1) * 3 int32 sums, interleaved RGB, row 0 and
+ * column 0 zero; pooled values bit for bit as IntegralImage.poolPartInto computes them.
  *
+ * The table:
  * The caller copies the picture in bands of rows (a small staging area, not a second copy of the
  * picture) and sums each band onto the rows above it. One pixel per step: its three bytes widened
  * to an i32x4 (the fourth lane masked off) join the row's running sums, and the row above is added
@@ -30,6 +32,82 @@ void summed_area_rows(const uint8_t *pixels, int32_t width, int32_t rows, int32_
       const v128_t pixel = wasm_u32x4_extend_low_u16x8(wasm_u16x8_load8x8(src));
       run = wasm_i32x4_add(run, wasm_v128_and(pixel, rgb));
       wasm_v128_store(out, wasm_i32x4_add(wasm_v128_load(out - stride), run));
+    }
+  }
+}
+
+/*
+ * Pooling. A job, laid out by the caller (src/image/summed-area-wasm.ts): an output plane of
+ * cols x rows cells, each the mean of a window of the picture. The windows are given clamped to
+ * the table (what lies outside counts as black, as the table holds no sums there), with the
+ * factors of their unclamped sizes, so the values are IntegralImage's: float32 of the double
+ * sum * (row_k * col_inv) - m.
+ */
+typedef struct {
+  int32_t cols;
+  int32_t rows;
+  const int32_t *xs;      /* cols: first column of each column window */
+  const int32_t *xe;      /* cols: one past its last column */
+  const int32_t *ya;      /* rows: first row of each row window */
+  const int32_t *yb;      /* rows: one past its last row */
+  const double *col_inv;  /* cols: 1 / unclamped window width */
+  const double *row_k;    /* rows: scale / unclamped window height */
+  float *dst;             /* 3 planes of cols * rows */
+} pool_job;
+
+/* dst[0..3] = float32(sums * (rk * col_inv[0..3]) - m), from the int32 sums of four columns. */
+static inline void write4(float *dst, v128_t sums, const double *col_inv, v128_t rk, v128_t m) {
+  const v128_t lo = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(sums), wasm_f64x2_mul(rk, wasm_v128_load(col_inv))), m);
+  const v128_t hi = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(sums, sums, 2, 3, 2, 3)), wasm_f64x2_mul(rk, wasm_v128_load(col_inv + 2))), m);
+  wasm_v128_store(dst, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5));
+}
+
+/* The window sum of output column j of a row (RGB lanes), from table rows a (top) and b (bottom). */
+static inline v128_t window(const pool_job *job, const int32_t *a, const int32_t *b, int32_t j) {
+  const int32_t p = 3 * job->xs[j];
+  const int32_t q = 3 * job->xe[j];
+  return wasm_i32x4_add(wasm_i32x4_sub(wasm_v128_load(b + q), wasm_v128_load(a + q)), wasm_i32x4_sub(wasm_v128_load(a + p), wasm_v128_load(b + p)));
+}
+
+/*
+ * Pools each of `count` jobs from the summed-area table of the `width`-pixel-wide picture: four
+ * vector reads per window whatever its size. Four columns at a time, their sums transposed from
+ * RGB lanes to one vector per channel and written to the three planes as float32x4.
+ */
+__attribute__((export_name("pool_from_table")))
+void pool_from_table(const int32_t *table, int32_t width, const pool_job *jobs, int32_t count, double m) {
+  const int32_t stride = (width + 1) * 3;
+  const v128_t vm = wasm_f64x2_splat(m);
+  for (int32_t n = 0; n < count; n++) {
+    const pool_job *job = jobs + n;
+    const int32_t cols = job->cols;
+    const int32_t plane = cols * job->rows;
+    for (int32_t i = 0; i < job->rows; i++) {
+      const int32_t *a = table + job->ya[i] * stride;
+      const int32_t *b = table + job->yb[i] * stride;
+      const double rk = job->row_k[i];
+      const v128_t vrk = wasm_f64x2_splat(rk);
+      float *out = job->dst + i * cols;
+      int32_t j = 0;
+      for (; j + 4 <= cols; j += 4) {
+        const v128_t a0 = window(job, a, b, j), a1 = window(job, a, b, j + 1), a2 = window(job, a, b, j + 2), a3 = window(job, a, b, j + 3);
+        const v128_t rg01 = wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5);
+        const v128_t rg23 = wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5);
+        const v128_t b01 = wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7);
+        const v128_t b23 = wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7);
+        write4(out + j, wasm_i32x4_shuffle(rg01, rg23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
+        write4(out + j + plane, wasm_i32x4_shuffle(rg01, rg23, 2, 3, 6, 7), job->col_inv + j, vrk, vm);
+        write4(out + j + 2 * plane, wasm_i32x4_shuffle(b01, b23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
+      }
+      for (; j < cols; j++) {
+        const v128_t sum = window(job, a, b, j);
+        const v128_t k = wasm_f64x2_splat(rk * job->col_inv[j]);
+        const v128_t rg = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(sum), k), vm);
+        const v128_t bl = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(sum, sum, 2, 3, 2, 3)), k), vm);
+        out[j] = (float)wasm_f64x2_extract_lane(rg, 0);
+        out[j + plane] = (float)wasm_f64x2_extract_lane(rg, 1);
+        out[j + 2 * plane] = (float)wasm_f64x2_extract_lane(bl, 0);
+      }
     }
   }
 }

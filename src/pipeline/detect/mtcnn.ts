@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { IntegralImage } from '../../image/integral.js';
+import { IntegralImage, type PoolJob } from '../../image/integral.js';
 import { SummedAreaModule } from '../../image/summed-area-wasm.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
@@ -125,6 +125,16 @@ function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], pic
   return { x: x1, y: y1, width: x2 - x1, height: y2 - y1 };
 }
 
+/** The pooling that makes a level task's P-Net input plane, at dst[offset]. */
+function levelJob(task: LevelTask, image: RgbImage, dst: Float32Array, offset: number): PoolJob {
+  const { window: w, level } = task;
+  const part = level.part;
+  if (!part) return { x0: w.x, y0: w.y, srcW: w.width, srcH: w.height, outW: level.width, outH: level.height, dst, offset };
+  // A part of a whole-picture level: that level's pooling of the whole picture, those cells only.
+  const cells = { col: part.col, row: part.row, cols: level.width, rows: level.height };
+  return { x0: 0, y0: 0, srcW: image.width, srcH: image.height, outW: part.levelWidth, outH: part.levelHeight, part: cells, dst, offset };
+}
+
 /**
  * MTCNN (Zhang et al. 2016): P-Net over an image pyramid proposes boxes, R-Net refines them,
  * O-Net scores them and places five landmarks. Several pictures go through together: P-Net runs
@@ -135,7 +145,7 @@ function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], pic
 export class MtcnnDetector {
   readonly timings: DetectTimings = emptyDetectTimings();
   private readonly freeIntegrals: IntegralImage[] = [];
-  /** The summed-area tables' WebAssembly kernel, compiled once per detector. */
+  /** The summed-area tables' WebAssembly kernels, compiled once per detector. */
   private readonly summedArea = SummedAreaModule.load();
   private readonly buffers = new BatchBuffers();
 
@@ -220,41 +230,16 @@ export class MtcnnDetector {
       if (g) g.push(task);
       else groups.set(key, [task]);
     }
-    const runs: Promise<Record<string, import('../../models/runtime.js').Tensor>>[] = [];
-    const pnetStart = performance.now();
-    let pooling = 0;
-    for (const members of groups.values()) {
-      const mark = performance.now();
-      const { width, height } = members[0].level;
-      const plane = width * height;
-      const batch = this.buffers.take(members.length * 3 * plane);
-      members.forEach((task, k) => {
-        const w = task.window;
-        const part = task.level.part;
-        if (part) {
-          const image = requests[task.request].image;
-          const cells = { col: part.col, row: part.row, cols: width, rows: height };
-          task.source.poolPartInto(0, 0, image.width, image.height, part.levelWidth, part.levelHeight, cells, batch, k * 3 * plane, MEAN, SCALE);
-        } else {
-          task.source.poolInto(w.x, w.y, w.width, w.height, width, height, batch, k * 3 * plane, MEAN, SCALE);
-        }
-      });
-      pooling += performance.now() - mark;
-      // Started at once: on the inference thread this batch runs while the next one is pooled.
-      runs.push(this.pnet.run(batch, [members.length, 3, height, width], (b) => borrowed.push(b)));
-    }
-    const outputs = await Promise.all(runs);
-    t.pyramidMs += pooling;
-    t.pnetMs += performance.now() - pnetStart - pooling;
-    const scanStart = performance.now();
     const threshold = opts.thresholds[0];
     // Per request, per window and level in the order given: the reference's order for one picture.
     const found = new Map<LevelTask, Candidate[]>();
-    [...groups.values()].forEach((members, gi) => {
-      const out = outputs[gi];
-      const prob = out.prob.data as Float32Array;
-      const reg = out.reg.data as Float32Array;
-      const [, , oh, ow] = out.prob.dims as number[];
+    let scanning = 0;
+    /** Candidates of one level size's P-Net output, NMS'd per level (as soon as the output arrives). */
+    const scan = (members: LevelTask[], out: Record<string, import('../../models/runtime.js').Tensor>) => {
+      const mark = performance.now();
+      const prob = out.prob.data;
+      const reg = out.reg.data;
+      const [, , oh, ow] = out.prob.dims;
       const cells = oh * ow;
       members.forEach((task, k) => {
         const inv = Math.fround(task.level.scale);
@@ -287,7 +272,26 @@ export class MtcnnDetector {
         }
         if (list.length) found.set(task, nms(list, 0.5, 'union'));
       });
-    });
+      scanning += performance.now() - mark;
+    };
+    // Each level size is pooled and its P-Net run started at once: on the inference thread, P-Net
+    // runs on it while the next is pooled, and its output is scanned while P-Net runs on the next.
+    const runs: Promise<void>[] = [];
+    const pnetStart = performance.now();
+    let pooling = 0;
+    for (const members of groups.values()) {
+      const mark = performance.now();
+      const { width, height } = members[0].level;
+      const plane = width * height;
+      const batch = this.buffers.take(members.length * 3 * plane);
+      members.forEach((task, k) => task.source.pool([levelJob(task, requests[task.request].image, batch, k * 3 * plane)], MEAN, SCALE));
+      pooling += performance.now() - mark;
+      runs.push(this.pnet.run(batch, [members.length, 3, height, width], (b) => borrowed.push(b)).then((out) => scan(members, out)));
+    }
+    await Promise.all(runs);
+    t.pyramidMs += pooling;
+    t.pnetMs += performance.now() - pnetStart - pooling - scanning;
+    const scanStart = performance.now() - scanning;
     const perRequest: (Candidate & { source: IntegralImage })[][] = requests.map(() => []);
     for (const task of tasks) {
       const list = found.get(task);
@@ -313,6 +317,7 @@ export class MtcnnDetector {
     const plane = size * size;
     const batch = this.buffers.take(cands.length * 3 * plane);
     const used: Stage2Candidate[] = [];
+    const jobs = new Map<IntegralImage, PoolJob[]>();
     for (const c of cands) {
       const { width: w, height: h } = requests[c.image].image;
       // 1-based inclusive pixel box, as the reference's pad(): x = trunc(x1) .. ex = trunc(x2).
@@ -329,9 +334,13 @@ export class MtcnnDetector {
       const srcW = ex - x + 1;
       const srcH = ey - y + 1;
       if (srcW <= 0 || srcH <= 0) continue;
-      c.source.poolInto(x - 1, y - 1, srcW, srcH, size, size, batch, used.length * 3 * plane, MEAN, SCALE);
+      const job: PoolJob = { x0: x - 1, y0: y - 1, srcW, srcH, outW: size, outH: size, dst: batch, offset: used.length * 3 * plane };
+      const list = jobs.get(c.source);
+      if (list) list.push(job);
+      else jobs.set(c.source, [job]);
       used.push(c);
     }
+    for (const [source, list] of jobs) source.pool(list, MEAN, SCALE);
     return { batch: used.length === cands.length ? batch : batch.subarray(0, used.length * 3 * plane), used };
   }
 
