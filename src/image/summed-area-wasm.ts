@@ -12,6 +12,8 @@ const PAGE = 65536;
 const SLACK = 16;
 /** Pixels are copied into the module's memory this many bytes at a time (whole rows; at least one). */
 const BAND_BYTES = 256 * 1024;
+/** Pooling calls with at most this many jobs interleave their rows (see pool_from_table's sweep). */
+const SWEEP_JOBS = 32;
 /** Bytes of one pool_job record (9 int32 fields, as summed-area.c lays it out). */
 const JOB_BYTES = 36;
 /** What SummedAreaTable uses of an instance (as WebAssembly.Module.exports lists them). */
@@ -58,7 +60,7 @@ export class SummedAreaModule {
 export class SummedAreaTable {
   private readonly memory: WebAssembly.Memory;
   private readonly kernel: (pixels: number, width: number, rows: number, row: number) => void;
-  private readonly poolKernel: (table: number, width: number, jobs: number, count: number, m: number) => void;
+  private readonly poolKernel: (table: number, width: number, jobs: number, count: number, m: number, sweep: number, next: number) => void;
   /** Where the module's own data and stack end: the table goes after. */
   private readonly base: number;
   /** The table's width in pixels, and where pooling lays out its jobs (after the table). */
@@ -127,9 +129,14 @@ export class SummedAreaTable {
   pool(jobs: readonly PoolJob[], originX: number, originY: number, height: number, mean: number, scale: number): void {
     const w = this.tableWidth;
     const h = height;
-    const records = this.work;
+    // A few jobs (a pyramid's levels) go down the table together; many (crops) one by one.
+    const sweep = jobs.length <= SWEEP_JOBS;
+    const next = this.work;
+    const records = next + jobs.length * 4;
     let at = Math.ceil((records + jobs.length * JOB_BYTES) / SLACK) * SLACK;
-    const layouts = jobs.map((job) => {
+    // Crops one after the other in the order of their rows, so that neighbours share cached rows.
+    const ordered = sweep ? jobs : [...jobs].sort((a, b) => a.y0 - b.y0);
+    const layouts = ordered.map((job) => {
       const cols = job.part?.cols ?? job.outW;
       const rows = job.part?.rows ?? job.outH;
       const colInv = at;
@@ -180,8 +187,9 @@ export class SummedAreaTable {
       i32[r + 6] = l.colInv;
       i32[r + 7] = l.rowK;
       i32[r + 8] = l.dst;
+      i32[next / 4 + n] = 0;
     });
-    this.poolKernel(this.base, w, records, layouts.length, mean * scale);
+    this.poolKernel(this.base, w, records, layouts.length, mean * scale, sweep ? 1 : 0, next);
     for (const l of layouts) l.job.dst.set(f32.subarray(l.dst / 4, l.dst / 4 + 3 * l.cols * l.rows), l.job.offset);
   }
 }

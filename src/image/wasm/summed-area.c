@@ -69,45 +69,69 @@ static inline v128_t window(const pool_job *job, const int32_t *a, const int32_t
   return wasm_i32x4_add(wasm_i32x4_sub(wasm_v128_load(b + q), wasm_v128_load(a + q)), wasm_i32x4_sub(wasm_v128_load(a + p), wasm_v128_load(b + p)));
 }
 
+/* Writes output row i of `job` from the table rows of its window. */
+static void pool_row(const pool_job *job, int32_t i, const int32_t *table, int32_t stride, v128_t vm, double m) {
+  const int32_t cols = job->cols;
+  const int32_t plane = cols * job->rows;
+  const int32_t *a = table + job->ya[i] * stride;
+  const int32_t *b = table + job->yb[i] * stride;
+  const double rk = job->row_k[i];
+  const v128_t vrk = wasm_f64x2_splat(rk);
+  float *out = job->dst + i * cols;
+  int32_t j = 0;
+  for (; j + 4 <= cols; j += 4) {
+    const v128_t a0 = window(job, a, b, j), a1 = window(job, a, b, j + 1), a2 = window(job, a, b, j + 2), a3 = window(job, a, b, j + 3);
+    const v128_t rg01 = wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5);
+    const v128_t rg23 = wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5);
+    const v128_t b01 = wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7);
+    const v128_t b23 = wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7);
+    write4(out + j, wasm_i32x4_shuffle(rg01, rg23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
+    write4(out + j + plane, wasm_i32x4_shuffle(rg01, rg23, 2, 3, 6, 7), job->col_inv + j, vrk, vm);
+    write4(out + j + 2 * plane, wasm_i32x4_shuffle(b01, b23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
+  }
+  for (; j < cols; j++) {
+    const v128_t sum = window(job, a, b, j);
+    const v128_t k = wasm_f64x2_splat(rk * job->col_inv[j]);
+    const v128_t rg = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(sum), k), vm);
+    const v128_t bl = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(sum, sum, 2, 3, 2, 3)), k), vm);
+    out[j] = (float)wasm_f64x2_extract_lane(rg, 0);
+    out[j + plane] = (float)wasm_f64x2_extract_lane(rg, 1);
+    out[j + 2 * plane] = (float)wasm_f64x2_extract_lane(bl, 0);
+  }
+}
+
 /*
  * Pools each of `count` jobs from the summed-area table of the `width`-pixel-wide picture: four
- * vector reads per window whatever its size. Four columns at a time, their sums transposed from
+ * vector reads per window whatever its size; four columns at a time, their sums transposed from
  * RGB lanes to one vector per channel and written to the three planes as float32x4.
+ *
+ * The table is far larger than the cache (25 MB at 1080p) and reading it is the cost. With
+ * `sweep`, the jobs' output rows are interleaved in the order of their windows' bottom rows, so
+ * the jobs go down the table together and a table row read for one job is still cached when the
+ * others read it: the levels of a pyramid read the table about once instead of about twice each.
+ * `next` holds each job's next output row (`count` int32, zero on entry). Without `sweep` (many
+ * small jobs, such as crops the caller sorted by position) the jobs run one after the other.
  */
 __attribute__((export_name("pool_from_table")))
-void pool_from_table(const int32_t *table, int32_t width, const pool_job *jobs, int32_t count, double m) {
+void pool_from_table(const int32_t *table, int32_t width, const pool_job *jobs, int32_t count, double m, int32_t sweep, int32_t *next) {
   const int32_t stride = (width + 1) * 3;
   const v128_t vm = wasm_f64x2_splat(m);
-  for (int32_t n = 0; n < count; n++) {
-    const pool_job *job = jobs + n;
-    const int32_t cols = job->cols;
-    const int32_t plane = cols * job->rows;
-    for (int32_t i = 0; i < job->rows; i++) {
-      const int32_t *a = table + job->ya[i] * stride;
-      const int32_t *b = table + job->yb[i] * stride;
-      const double rk = job->row_k[i];
-      const v128_t vrk = wasm_f64x2_splat(rk);
-      float *out = job->dst + i * cols;
-      int32_t j = 0;
-      for (; j + 4 <= cols; j += 4) {
-        const v128_t a0 = window(job, a, b, j), a1 = window(job, a, b, j + 1), a2 = window(job, a, b, j + 2), a3 = window(job, a, b, j + 3);
-        const v128_t rg01 = wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5);
-        const v128_t rg23 = wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5);
-        const v128_t b01 = wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7);
-        const v128_t b23 = wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7);
-        write4(out + j, wasm_i32x4_shuffle(rg01, rg23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
-        write4(out + j + plane, wasm_i32x4_shuffle(rg01, rg23, 2, 3, 6, 7), job->col_inv + j, vrk, vm);
-        write4(out + j + 2 * plane, wasm_i32x4_shuffle(b01, b23, 0, 1, 4, 5), job->col_inv + j, vrk, vm);
-      }
-      for (; j < cols; j++) {
-        const v128_t sum = window(job, a, b, j);
-        const v128_t k = wasm_f64x2_splat(rk * job->col_inv[j]);
-        const v128_t rg = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(sum), k), vm);
-        const v128_t bl = wasm_f64x2_sub(wasm_f64x2_mul(wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(sum, sum, 2, 3, 2, 3)), k), vm);
-        out[j] = (float)wasm_f64x2_extract_lane(rg, 0);
-        out[j + plane] = (float)wasm_f64x2_extract_lane(rg, 1);
-        out[j + 2 * plane] = (float)wasm_f64x2_extract_lane(bl, 0);
+  if (!sweep) {
+    for (int32_t n = 0; n < count; n++) {
+      for (int32_t i = 0; i < jobs[n].rows; i++) pool_row(jobs + n, i, table, stride, vm, m);
+    }
+    return;
+  }
+  for (;;) {
+    int32_t best = -1;
+    int32_t lowest = INT32_MAX;
+    for (int32_t n = 0; n < count; n++) {
+      if (next[n] < jobs[n].rows && jobs[n].yb[next[n]] < lowest) {
+        lowest = jobs[n].yb[next[n]];
+        best = n;
       }
     }
+    if (best < 0) return;
+    pool_row(jobs + best, next[best]++, table, stride, vm, m);
   }
 }

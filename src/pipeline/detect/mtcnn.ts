@@ -274,20 +274,30 @@ export class MtcnnDetector {
       });
       scanning += performance.now() - mark;
     };
-    // Each level size is pooled and its P-Net run started at once: on the inference thread, P-Net
-    // runs on it while the next is pooled, and its output is scanned while P-Net runs on the next.
-    const runs: Promise<void>[] = [];
+    // Every level of a window is pooled in one call (the kernel reads the table once for all of
+    // them); P-Net then runs once per level size, and each output is scanned when it arrives (on
+    // the inference thread, while P-Net runs on the next).
     const pnetStart = performance.now();
-    let pooling = 0;
-    for (const members of groups.values()) {
-      const mark = performance.now();
+    const jobsBySource = new Map<IntegralImage, PoolJob[]>();
+    const groupList = [...groups.values()];
+    const batches = groupList.map((members) => {
       const { width, height } = members[0].level;
       const plane = width * height;
       const batch = this.buffers.take(members.length * 3 * plane);
-      members.forEach((task, k) => task.source.pool([levelJob(task, requests[task.request].image, batch, k * 3 * plane)], MEAN, SCALE));
-      pooling += performance.now() - mark;
-      runs.push(this.pnet.run(batch, [members.length, 3, height, width], (b) => borrowed.push(b)).then((out) => scan(members, out)));
-    }
+      members.forEach((task, k) => {
+        const job = levelJob(task, requests[task.request].image, batch, k * 3 * plane);
+        const jobs = jobsBySource.get(task.source);
+        if (jobs) jobs.push(job);
+        else jobsBySource.set(task.source, [job]);
+      });
+      return batch;
+    });
+    for (const [source, jobs] of jobsBySource) source.pool(jobs, MEAN, SCALE);
+    const pooling = performance.now() - pnetStart;
+    const runs = groupList.map((members, k) => {
+      const { width, height } = members[0].level;
+      return this.pnet.run(batches[k], [members.length, 3, height, width], (b) => borrowed.push(b)).then((out) => scan(members, out));
+    });
     await Promise.all(runs);
     t.pyramidMs += pooling;
     t.pnetMs += performance.now() - pnetStart - pooling - scanning;
