@@ -174,11 +174,28 @@ describe('summed-area table in WebAssembly', () => {
       js.compute(img, region);
       wasm.compute(img, region);
       const expected = randomJobs(w, h, 40, k + 1);
-      const got = expected.map((job) => ({ ...job, dst: new Float32Array(job.dst.length).fill(NaN) }));
+      // Coordinates the kernel does not take go to the JavaScript loop, in the same call.
+      expected.push({ x0: 2.5, y0: 1, srcW: 5, srcH: 5, outW: 3, outH: 3, dst: new Float32Array(27 + 5).fill(NaN), offset: 2 });
+      expected.push({ x0: 2 ** 31, y0: 0, srcW: 5, srcH: 5, outW: 3, outH: 3, dst: new Float32Array(27 + 5).fill(NaN), offset: 2 });
+      // Jobs tiling one array (a batch of crops) are copied back at once.
+      const batch = new Float32Array(3 * 24 * 24 * 5 + 4).fill(NaN);
+      for (let n = 0; n < 5; n++) expected.push({ x0: n * 7 - 10, y0: 9 - n * 5, srcW: 20 + n, srcH: 20 + n, outW: 24, outH: 24, dst: batch, offset: 2 + n * 3 * 24 * 24 });
+      const copies = new Map<Float32Array, Float32Array>();
+      const got = expected.map((job) => {
+        if (!copies.has(job.dst)) copies.set(job.dst, new Float32Array(job.dst.length).fill(NaN));
+        return { ...job, dst: copies.get(job.dst)! };
+      });
       js.pool(expected, 127.5, 0.0078125);
       wasm.pool(got, 127.5, 0.0078125);
+      // The kernel's memory grew: the table is still read right by the JavaScript loop.
+      const sum = new Float32Array(3);
+      wasm.poolInto(0, 0, w, h, 1, 1, sum, 0, 0, 1);
+      const whole = new Float32Array(3);
+      js.poolInto(0, 0, w, h, 1, 1, whole, 0, 0, 1);
+      expect([...sum], `case ${k}: the whole picture's mean after pooling`).toEqual([...whole]);
       got.forEach((job, n) => {
         expect(Number.isNaN(job.dst[1]) && Number.isNaN(job.dst[job.dst.length - 1]), `case ${k} job ${n} writes only its cells`).toBe(true);
+        expect(job.dst.some((v) => !Number.isNaN(v)), `case ${k} job ${n} writes its cells`).toBe(true);
         expect(Buffer.from(job.dst.buffer).equals(Buffer.from(expected[n].dst.buffer)), `case ${k} job ${n}`).toBe(true);
       });
     });

@@ -1,4 +1,4 @@
-import type { SummedAreaModule, SummedAreaTable } from './summed-area-wasm.js';
+import { kernelJob, type SummedAreaModule, type SummedAreaTable } from './summed-area-wasm.js';
 import type { RgbImage } from './types.js';
 
 /**
@@ -106,15 +106,19 @@ export class IntegralImage {
   }
 
   /**
-   * Runs every job: by the WebAssembly kernel when it computed the table, else by `poolPartInto`
-   * in turn. The values are the same either way, bit for bit.
+   * Runs every job: by the WebAssembly kernel when it computed the table (and the job has integer
+   * coordinates it can hold, see kernelJob), else by `poolPartInto`. The values are the same
+   * either way, bit for bit.
    */
   pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
+    let rest = jobs;
     if (this.inKernel) {
-      this.wasm!.pool(jobs, this.originX, this.originY, this.height, mean, scale);
-      return;
+      this.wasm!.pool(jobs.filter(kernelJob), this.originX, this.originY, this.height, mean, scale);
+      // The kernel's memory may have grown, which empties earlier views of it.
+      this.sums = this.wasm!.table();
+      rest = jobs.filter((job) => !kernelJob(job));
     }
-    for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of jobs) {
+    for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of rest) {
       this.poolPartInto(x0, y0, srcW, srcH, outW, outH, part ?? { col: 0, row: 0, cols: outW, rows: outH }, dst, offset, mean, scale);
     }
   }

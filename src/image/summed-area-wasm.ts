@@ -10,12 +10,13 @@ export const SUMMED_AREA_WASM = path.join(PACKAGE_ROOT, 'src', 'image', 'wasm', 
 const PAGE = 65536;
 /** The kernel's vector loads and stores reach up to this far past the pixels and the table. */
 const SLACK = 16;
+const align = (n: number) => Math.ceil(n / SLACK) * SLACK;
 /** Pixels are copied into the module's memory this many bytes at a time (whole rows; at least one). */
 const BAND_BYTES = 256 * 1024;
 /** Pooling calls with at most this many jobs interleave their rows (see pool_from_table's sweep). */
 const SWEEP_JOBS = 32;
-/** Bytes of one pool_job record (9 int32 fields, as summed-area.c lays it out). */
-const JOB_BYTES = 36;
+/** Bytes of one pool_job record (17 int32 fields, as summed-area.c lays it out). */
+const JOB_BYTES = 68;
 /** What SummedAreaTable uses of an instance (as WebAssembly.Module.exports lists them). */
 const KERNEL_EXPORTS = ['memory memory', 'function summed_area_rows', 'function pool_from_table', 'global __heap_base'];
 
@@ -60,13 +61,14 @@ export class SummedAreaModule {
 export class SummedAreaTable {
   private readonly memory: WebAssembly.Memory;
   private readonly kernel: (pixels: number, width: number, rows: number, row: number) => void;
-  private readonly poolKernel: (table: number, width: number, jobs: number, count: number, m: number, sweep: number, next: number) => void;
+  private readonly poolKernel: (table: number, width: number, height: number, jobs: number, count: number, mean: number, scale: number, sweep: number, next: number) => void;
   /** Where the module's own data and stack end: the table goes after. */
   private readonly base: number;
   /** The table's width in pixels, and where pooling lays out its jobs (after the table). */
   private tableWidth = 0;
   private work = 0;
-  private views: { i32: Int32Array; f64: Float64Array; f32: Float32Array } | undefined;
+  private views: { i32: Int32Array; f32: Float32Array } | undefined;
+  private tableLength = 0;
 
   constructor(module: WebAssembly.Module) {
     const { exports } = new WebAssembly.Instance(module, {});
@@ -116,80 +118,120 @@ export class SummedAreaTable {
       this.kernel(bandAt, width, rows, sumsAt + (top + 1) * stride * 4);
     }
     this.tableWidth = width;
+    this.tableLength = sumsBytes / 4;
     this.work = bandAt;
     return new Int32Array(this.memory.buffer, sumsAt, sumsBytes / 4);
+  }
+
+  /** A view of the last computed table (a grown memory leaves earlier views empty). */
+  table(): Int32Array {
+    return new Int32Array(this.memory.buffer, this.base, this.tableLength);
   }
 
   /**
    * Runs IntegralImage pooling jobs on the last computed table, whose top-left corner is picture
    * pixel (originX, originY) and which is `height` rows high: each job's values are those of
-   * IntegralImage.poolPartInto on the same table, bit for bit. The jobs' tables go where the band
-   * of pixels was, then the results are copied to each job's `dst`.
+   * IntegralImage.poolPartInto on the same table, bit for bit. Every job must be `kernelJob`.
+   * The jobs go where the band of pixels was, and their results are copied to each `dst` (at
+   * once for jobs that tile a range of one array, as a batch of crops does).
    */
   pool(jobs: readonly PoolJob[], originX: number, originY: number, height: number, mean: number, scale: number): void {
-    const w = this.tableWidth;
-    const h = height;
-    // A few jobs (a pyramid's levels) go down the table together; many (crops) one by one.
+    // A few jobs (a pyramid's levels) go down the table together; many (crops) one by one, in
+    // the order of their rows, so that neighbours find their rows cached.
     const sweep = jobs.length <= SWEEP_JOBS;
-    const next = this.work;
-    const records = next + jobs.length * 4;
-    let at = Math.ceil((records + jobs.length * JOB_BYTES) / SLACK) * SLACK;
-    // Crops one after the other in the order of their rows, so that neighbours share cached rows.
     const ordered = sweep ? jobs : [...jobs].sort((a, b) => a.y0 - b.y0);
+    const next = this.work;
+    const records = next + ordered.length * 4;
+    let at = align(records + ordered.length * JOB_BYTES);
+    // Where each job's output goes: inside its array's span when the array's jobs tile one.
+    const spans = new Map<Float32Array, { start: number; end: number; jobs: PoolJob[]; at: number }>();
+    for (const job of ordered) {
+      const end = job.offset + 3 * cells(job);
+      const span = spans.get(job.dst);
+      if (!span) spans.set(job.dst, { start: job.offset, end, jobs: [job], at: -1 });
+      else {
+        span.start = Math.min(span.start, job.offset);
+        span.end = Math.max(span.end, end);
+        span.jobs.push(job);
+      }
+    }
+    for (const span of spans.values()) {
+      const byOffset = [...span.jobs].sort((a, b) => a.offset - b.offset);
+      if (byOffset.every((job, k) => k === 0 || job.offset === byOffset[k - 1].offset + 3 * cells(byOffset[k - 1]))) {
+        span.at = at;
+        at = align(at + (span.end - span.start) * 4);
+      }
+    }
     const layouts = ordered.map((job) => {
       const cols = job.part?.cols ?? job.outW;
       const rows = job.part?.rows ?? job.outH;
+      const span = spans.get(job.dst)!;
+      let dst = span.at + (job.offset - span.start) * 4;
+      if (span.at < 0) {
+        dst = at;
+        at = align(at + cols * rows * 12);
+      }
       const colInv = at;
       const rowK = colInv + cols * 8;
       const xs = rowK + rows * 8;
       const xe = xs + cols * 4;
       const ya = xe + cols * 4;
       const yb = ya + rows * 4;
-      const dst = Math.ceil((yb + rows * 4) / SLACK) * SLACK;
-      at = Math.ceil((dst + cols * rows * 12 + SLACK) / SLACK) * SLACK;
+      at = align(yb + rows * 4);
       return { job, cols, rows, colInv, rowK, xs, xe, ya, yb, dst };
     });
     const pages = Math.ceil(at / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
     const buffer = this.memory.buffer;
     // A grown memory has a new buffer: views are made again only then.
-    if (this.views?.i32.buffer !== buffer) this.views = { i32: new Int32Array(buffer), f64: new Float64Array(buffer), f32: new Float32Array(buffer) };
-    const { i32, f64, f32 } = this.views;
+    if (this.views?.i32.buffer !== buffer) this.views = { i32: new Int32Array(buffer), f32: new Float32Array(buffer) };
+    const { i32, f32 } = this.views;
     layouts.forEach((l, n) => {
-      const { job, cols, rows } = l;
-      const { srcW, srcH, outW, outH } = job;
-      const col = job.part?.col ?? 0;
-      const row = job.part?.row ?? 0;
-      const ox = job.x0 - originX;
-      const oy = job.y0 - originY;
-      // Windows and factors exactly as IntegralImage.poolPartInto computes them.
-      for (let j = 0, c = l.colInv / 8, s = l.xs / 4, e = l.xe / 4; j < cols; j++) {
-        const a = ox + Math.floor(((col + j) * srcW) / outW);
-        const b = ox + Math.ceil(((col + j + 1) * srcW) / outW);
-        f64[c + j] = 1 / (b - a);
-        i32[s + j] = a < 0 ? 0 : a > w ? w : a;
-        i32[e + j] = b < 0 ? 0 : b > w ? w : b;
-      }
-      for (let i = 0, k = l.rowK / 8, s = l.ya / 4, e = l.yb / 4; i < rows; i++) {
-        const a = oy + Math.floor(((row + i) * srcH) / outH);
-        const b = oy + Math.ceil(((row + i + 1) * srcH) / outH);
-        f64[k + i] = scale / (b - a);
-        i32[s + i] = a < 0 ? 0 : a > h ? h : a;
-        i32[e + i] = b < 0 ? 0 : b > h ? h : b;
-      }
+      const { job } = l;
       const r = records / 4 + n * (JOB_BYTES / 4);
-      i32[r] = cols;
-      i32[r + 1] = rows;
-      i32[r + 2] = l.xs;
-      i32[r + 3] = l.xe;
-      i32[r + 4] = l.ya;
-      i32[r + 5] = l.yb;
-      i32[r + 6] = l.colInv;
-      i32[r + 7] = l.rowK;
-      i32[r + 8] = l.dst;
+      i32[r] = job.x0 - originX;
+      i32[r + 1] = job.y0 - originY;
+      i32[r + 2] = job.srcW;
+      i32[r + 3] = job.srcH;
+      i32[r + 4] = job.outW;
+      i32[r + 5] = job.outH;
+      i32[r + 6] = job.part?.col ?? 0;
+      i32[r + 7] = job.part?.row ?? 0;
+      i32[r + 8] = l.cols;
+      i32[r + 9] = l.rows;
+      i32[r + 10] = l.xs;
+      i32[r + 11] = l.xe;
+      i32[r + 12] = l.ya;
+      i32[r + 13] = l.yb;
+      i32[r + 14] = l.colInv;
+      i32[r + 15] = l.rowK;
+      i32[r + 16] = l.dst;
       i32[next / 4 + n] = 0;
     });
-    this.poolKernel(this.base, w, records, layouts.length, mean * scale, sweep ? 1 : 0, next);
-    for (const l of layouts) l.job.dst.set(f32.subarray(l.dst / 4, l.dst / 4 + 3 * l.cols * l.rows), l.job.offset);
+    this.poolKernel(this.base, this.tableWidth, height, records, layouts.length, mean, scale, sweep ? 1 : 0, next);
+    for (const [dst, span] of spans) {
+      if (span.at >= 0) dst.set(f32.subarray(span.at / 4, span.at / 4 + span.end - span.start), span.start);
+    }
+    for (const l of layouts) {
+      if (spans.get(l.job.dst)!.at < 0) l.job.dst.set(f32.subarray(l.dst / 4, l.dst / 4 + 3 * l.cols * l.rows), l.job.offset);
+    }
   }
+}
+
+/** Output cells of a job. */
+function cells(job: PoolJob): number {
+  return job.part ? job.part.cols * job.part.rows : job.outW * job.outH;
+}
+
+/** Largest coordinate or size the kernel takes (its int32 fields and int64 products). */
+const KERNEL_LIMIT = 2 ** 30;
+
+/**
+ * Whether the kernel can run `job`: integer coordinates and sizes of at most 2^30, output sizes
+ * of at least 1 (IntegralImage runs any other job with its JavaScript loop).
+ */
+export function kernelJob(job: PoolJob): boolean {
+  const { x0, y0, srcW, srcH, outW, outH, part } = job;
+  const values = [x0, y0, srcW, srcH, outW, outH, part?.col ?? 0, part?.row ?? 0, part?.cols ?? 1, part?.rows ?? 1];
+  return values.every((v) => Number.isInteger(v) && Math.abs(v) <= KERNEL_LIMIT) && outW >= 1 && outH >= 1 && srcW >= 1 && srcH >= 1;
 }

@@ -37,23 +37,49 @@ void summed_area_rows(const uint8_t *pixels, int32_t width, int32_t rows, int32_
 }
 
 /*
- * Pooling. A job, laid out by the caller (src/image/summed-area-wasm.ts): an output plane of
- * cols x rows cells, each the mean of a window of the picture. The windows are given clamped to
- * the table (what lies outside counts as black, as the table holds no sums there), with the
- * factors of their unclamped sizes, so the values are IntegralImage's: float32 of the double
+ * Pooling. A job, laid out by the caller (src/image/summed-area-wasm.ts): the src_w x src_h
+ * rectangle at (x0, y0) (table pixels; outside the table is black) pooled to out_w x out_h, of
+ * which the cells col..col+cols-1, row..row+rows-1 are written to `dst` as 3 planes of cols x rows.
+ * `windows` lays out each cell's window as IntegralImage.poolPartInto does: output index i
+ * averages [floor(i * in / out), ceil((i + 1) * in / out)) (integer division here, the same
+ * integers as JavaScript's floor and ceil of the double quotient at these sizes), clamped to the
+ * table, with the factors of the unclamped sizes; the values are float32 of the double
  * sum * (row_k * col_inv) - m.
  */
 typedef struct {
-  int32_t cols;
-  int32_t rows;
-  const int32_t *xs;      /* cols: first column of each column window */
-  const int32_t *xe;      /* cols: one past its last column */
-  const int32_t *ya;      /* rows: first row of each row window */
-  const int32_t *yb;      /* rows: one past its last row */
-  const double *col_inv;  /* cols: 1 / unclamped window width */
-  const double *row_k;    /* rows: scale / unclamped window height */
-  float *dst;             /* 3 planes of cols * rows */
+  int32_t x0, y0, src_w, src_h, out_w, out_h, col, row, cols, rows;
+  int32_t *xs;      /* cols: first column of each column window (filled by `windows`) */
+  int32_t *xe;      /* cols: one past its last column */
+  int32_t *ya;      /* rows: first row of each row window */
+  int32_t *yb;      /* rows: one past its last row */
+  double *col_inv;  /* cols: 1 / unclamped window width */
+  double *row_k;    /* rows: scale / unclamped window height */
+  float *dst;       /* 3 planes of cols * rows */
 } pool_job;
+
+static inline int32_t clamp(int64_t v, int32_t hi) {
+  return v < 0 ? 0 : v > hi ? hi : (int32_t)v;
+}
+
+/* Fills the window tables of `job` on a width x height table. */
+static void windows(pool_job *job, int32_t width, int32_t height, double scale) {
+  for (int32_t j = 0; j < job->cols; j++) {
+    const int64_t p = (int64_t)(job->col + j) * job->src_w;
+    const int64_t a = job->x0 + p / job->out_w;
+    const int64_t b = job->x0 + (p + job->src_w + job->out_w - 1) / job->out_w;
+    job->col_inv[j] = 1.0 / (double)(b - a);
+    job->xs[j] = clamp(a, width);
+    job->xe[j] = clamp(b, width);
+  }
+  for (int32_t i = 0; i < job->rows; i++) {
+    const int64_t p = (int64_t)(job->row + i) * job->src_h;
+    const int64_t a = job->y0 + p / job->out_h;
+    const int64_t b = job->y0 + (p + job->src_h + job->out_h - 1) / job->out_h;
+    job->row_k[i] = scale / (double)(b - a);
+    job->ya[i] = clamp(a, height);
+    job->yb[i] = clamp(b, height);
+  }
+}
 
 /* dst[0..3] = float32(sums * (rk * col_inv[0..3]) - m), from the int32 sums of four columns. */
 static inline void write4(float *dst, v128_t sums, const double *col_inv, v128_t rk, v128_t m) {
@@ -101,7 +127,7 @@ static void pool_row(const pool_job *job, int32_t i, const int32_t *table, int32
 }
 
 /*
- * Pools each of `count` jobs from the summed-area table of the `width`-pixel-wide picture: four
+ * Pools each of `count` jobs from the summed-area table of the width x height picture: four
  * vector reads per window whatever its size; four columns at a time, their sums transposed from
  * RGB lanes to one vector per channel and written to the three planes as float32x4.
  *
@@ -113,9 +139,11 @@ static void pool_row(const pool_job *job, int32_t i, const int32_t *table, int32
  * small jobs, such as crops the caller sorted by position) the jobs run one after the other.
  */
 __attribute__((export_name("pool_from_table")))
-void pool_from_table(const int32_t *table, int32_t width, const pool_job *jobs, int32_t count, double m, int32_t sweep, int32_t *next) {
+void pool_from_table(const int32_t *table, int32_t width, int32_t height, pool_job *jobs, int32_t count, double mean, double scale, int32_t sweep, int32_t *next) {
   const int32_t stride = (width + 1) * 3;
+  const double m = mean * scale;
   const v128_t vm = wasm_f64x2_splat(m);
+  for (int32_t n = 0; n < count; n++) windows(jobs + n, width, height, scale);
   if (!sweep) {
     for (int32_t n = 0; n < count; n++) {
       for (int32_t i = 0; i < jobs[n].rows; i++) pool_row(jobs + n, i, table, stride, vm, m);
