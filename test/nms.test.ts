@@ -68,6 +68,24 @@ describe('non-maximum suppression', () => {
     }
   }
 
+  it('suppresses a box nested in a larger one whose area is just over threshold times its own, at every size', () => {
+    // IoU of nested boxes is the area ratio: just over the threshold, the pair straddles the
+    // boundary of the size classes the grid uses at some sizes, and must still be compared.
+    for (const [threshold, mode] of [[0.5, 'union'], [0.7, 'union'], [0.7, 'union+1']] as const) {
+      const cands: Candidate[] = [];
+      for (let k = 0; k < 200; k++) {
+        const side = 10 * 1.013 ** k;
+        const inner = side * Math.sqrt(threshold) * 1.0005;
+        const x = k * 2000;
+        cands.push({ x1: x, y1: 0, x2: x + side, y2: side, score: 0.9, dx1: 0, dy1: 0, dx2: 0, dy2: 0 });
+        cands.push({ x1: x, y1: 0, x2: x + inner, y2: inner, score: 0.8, dx1: 0, dy1: 0, dx2: 0, dy2: 0 });
+      }
+      const kept = nms(cands, threshold, mode);
+      expect(kept).toEqual(reference(cands, threshold, mode));
+      if (mode === 'union') expect(kept).toHaveLength(200);
+    }
+  });
+
   it('keeps the best of two overlapping boxes and both of two apart', () => {
     const a = { x1: 0, y1: 0, x2: 10, y2: 10, score: 0.9, dx1: 0, dy1: 0, dx2: 0, dy2: 0 };
     const b = { ...a, x1: 1, x2: 11, score: 0.95 };
