@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputTensor } from '../src/models/runtime.js';
 import { runCli } from './helpers/cli.js';
+import { MtcnnDetector, wholePicture } from '../src/pipeline/detect/mtcnn.js';
 import { testConfig, testRuntime } from './helpers/models.js';
 import { REPO, dataFile } from './helpers/paths.js';
 
@@ -47,6 +48,27 @@ describe('memory of detection', () => {
 
   // Same model, same batch: run whole and in parts of runtime.maxRunBatch, on the inference
   // thread and on the main thread, with a remainder part; every output must come out the same.
+  it("keeps one frame's summed-area table between keyframes, not one for every window that once held a frame", async () => {
+    const runtime = testRuntime(testConfig({ runtime: { ...testConfig().runtime, inferenceThread: false } }));
+    try {
+      const detector = await MtcnnDetector.load(runtime, { minFaceSize: 80 });
+      const data = new Uint8Array(1920 * 1080 * 3);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+      const frame = { width: 1920, height: 1080, data };
+      const frameTable = 1921 * 1081 * 12;
+      // Keyframes between batches of windows around tracked faces, as a tracked stream searches.
+      for (let round = 0; round < 4; round++) {
+        await detector.searchBatch([{ image: frame, windows: [wholePicture(frame)] }]);
+        const windows = Array.from({ length: 6 }, (_, k) => ({ x: 100 + k * 280, y: 300, width: 160, height: 160 }));
+        await detector.searchBatch([{ image: frame, windows }]);
+      }
+      expect(detector.tableBytes).toBeGreaterThan(frameTable);
+      expect(detector.tableBytes).toBeLessThan(1.5 * frameTable);
+    } finally {
+      await runtime.close();
+    }
+  });
+
   it.each([true, false])('runs batches larger than runtime.maxRunBatch in parts with the same outputs (inference thread: %s)', async (inferenceThread) => {
     const base = testConfig();
     const whole = testRuntime({ ...base, runtime: { ...base.runtime, inferenceThread, maxRunBatch: 10_000 } });

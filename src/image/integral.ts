@@ -51,6 +51,11 @@ export class IntegralImage {
     this.wasm = kernel?.table();
   }
 
+  /** Bytes this table holds on to (its array, or its kernel's memory): the largest picture it held. */
+  get capacity(): number {
+    return this.wasm ? this.wasm.bytes : this.sums.byteLength;
+  }
+
   /**
    * Fills the table from `img`, reusing this object's memory when the size allows. With `region`
    * (picture pixels, clipped to the picture) only that rectangle is summed, and pooling treats

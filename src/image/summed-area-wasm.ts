@@ -123,6 +123,11 @@ export class SummedAreaTable {
     return new Int32Array(this.memory.buffer, sumsAt, sumsBytes / 4);
   }
 
+  /** Bytes of this table's memory (it grows as pictures need and never shrinks). */
+  get bytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
   /** A view of the last computed table (a grown memory leaves earlier views empty). */
   table(): Int32Array {
     return new Int32Array(this.memory.buffer, this.base, this.tableLength);

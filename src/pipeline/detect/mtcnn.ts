@@ -156,6 +156,11 @@ export class MtcnnDetector {
     readonly options: MtcnnOptions = MTCNN_DEFAULTS,
   ) {}
 
+  /** Bytes the free summed-area tables hold (each keeps the memory of the largest picture it held). */
+  get tableBytes(): number {
+    return this.freeIntegrals.reduce((sum, table) => sum + table.capacity, 0);
+  }
+
   static async load(runtime: ModelRuntime, options: Partial<MtcnnOptions> = {}): Promise<MtcnnDetector> {
     const [p, r, o] = await Promise.all([runtime.load('mtcnn-pnet'), runtime.load('mtcnn-rnet'), runtime.load('mtcnn-onet')]);
     return new MtcnnDetector(p, r, o, { ...MTCNN_DEFAULTS, ...options });
@@ -191,11 +196,12 @@ export class MtcnnDetector {
       const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
       requests.forEach((req, r) => {
         for (const window of req.windows) {
-          const source = this.freeIntegrals.pop() ?? new IntegralImage(this.summedArea);
-          integrals.push(source);
           const whole = window.x <= 0 && window.y <= 0 && window.width >= req.image.width && window.height >= req.image.height;
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
-          source.compute(req.image, whole ? undefined : summedRegion(window, levels, req.image));
+          const region = whole ? undefined : summedRegion(window, levels, req.image);
+          const source = this.takeIntegral(req.image, region);
+          integrals.push(source);
+          source.compute(req.image, region);
           for (const level of levels) tasks.push({ request: r, window, level, source });
           if (window.seed) seeds.push({ box: window.seed, image: r, source });
         }
@@ -218,6 +224,27 @@ export class MtcnnDetector {
       this.freeIntegrals.push(...integrals);
       this.buffers.give(borrowed);
     }
+  }
+
+  /**
+   * A free summed-area table for `region` of `image` (the whole picture without one): the
+   * smallest that holds it without growing, else the largest. A table keeps the memory of the
+   * largest picture it ever held, so whole frames go to the tables that already hold whole
+   * frames, and the small windows around tracked faces do not each grow one to a frame's size.
+   */
+  private takeIntegral(image: RgbImage, region?: { x: number; y: number; width: number; height: number }): IntegralImage {
+    const r = region ?? { x: 0, y: 0, width: image.width, height: image.height };
+    const w = Math.max(0, Math.min(image.width, Math.ceil(r.x + r.width)) - Math.max(0, Math.floor(r.x)));
+    const h = Math.max(0, Math.min(image.height, Math.ceil(r.y + r.height)) - Math.max(0, Math.floor(r.y)));
+    const needed = (w + 1) * (h + 1) * 12;
+    let best = -1;
+    this.freeIntegrals.forEach((table, k) => {
+      if (best < 0) best = k;
+      const c = table.capacity;
+      const b = this.freeIntegrals[best].capacity;
+      if (c >= needed ? b < needed || c < b : b < needed && c > b) best = k;
+    });
+    return best < 0 ? new IntegralImage(this.summedArea) : this.freeIntegrals.splice(best, 1)[0];
   }
 
   /** Stage 1: P-Net on every level of every window, one batch per distinct level size. */
