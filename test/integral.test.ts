@@ -6,6 +6,7 @@ import path from 'node:path';
 import { IntegralImage, type PoolJob } from '../src/image/integral.js';
 import { SummedAreaModule, SUMMED_AREA_WASM } from '../src/image/summed-area-wasm.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { pyramidLevels } from '../src/pipeline/detect/pyramid.js';
 import type { RgbImage } from '../src/image/types.js';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
@@ -210,6 +211,21 @@ describe('summed-area table in WebAssembly', () => {
       wasm.pool([{ x0: 0, y0: 0, srcW: 1920, srcH: 1080, outW, outH, dst: b, offset: 0 }], 127.5, 0.0078125);
       expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer)), `${outW}x${outH}`).toBe(true);
     }
+    // A whole pyramid in one call (18 MB of output, pooled in stripes of rows), and 800 crops in
+    // one batch (5.5 MB, in several calls): the kernel's memory stays near the table's.
+    const levels = pyramidLevels(1920, 1080, 20, 0.709);
+    const pyramid = (dst: Float32Array[]) => levels.map((l, k) => ({ x0: 0, y0: 0, srcW: 1920, srcH: 1080, outW: l.width, outH: l.height, dst: dst[k], offset: 0 }));
+    const [a, b] = [0, 1].map(() => levels.map((l) => new Float32Array(3 * l.width * l.height)));
+    js.pool(pyramid(a), 127.5, 0.0078125);
+    const before = wasm.capacity;
+    wasm.pool(pyramid(b), 127.5, 0.0078125);
+    levels.forEach((l, k) => expect(Buffer.from(b[k].buffer).equals(Buffer.from(a[k].buffer)), `level ${l.width}x${l.height}`).toBe(true));
+    const crops = (dst: Float32Array) => randomJobs(1920, 1080, 800, 5).map((job, k) => ({ ...job, part: undefined, outW: 24, outH: 24, dst, offset: k * 3 * 576 }));
+    const [ca, cb] = [0, 1].map(() => new Float32Array(800 * 3 * 576));
+    js.pool(crops(ca), 127.5, 0.0078125);
+    wasm.pool(crops(cb), 127.5, 0.0078125);
+    expect(Buffer.from(cb.buffer).equals(Buffer.from(ca.buffer)), '800 crops').toBe(true);
+    expect(wasm.capacity - before).toBeLessThan(4 * 2 ** 20);
   });
 
   it('leaves pictures over 8.4 MP to the Float64 loop, whose sums Int32 cannot hold', () => {

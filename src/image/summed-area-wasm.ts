@@ -15,6 +15,8 @@ const align = (n: number) => Math.ceil(n / SLACK) * SLACK;
 const BAND_BYTES = 256 * 1024;
 /** Pooling calls with at most this many jobs interleave their rows (see pool_from_table's sweep). */
 const SWEEP_JOBS = 32;
+/** Output bytes of one kernel call: what pooling adds to a table's memory (see SummedAreaTable.pool). */
+const OUTPUT_BYTES = 2 * 1024 * 1024;
 /** Bytes of one pool_job record (17 int32 fields, as summed-area.c lays it out). */
 const JOB_BYTES = 68;
 /** What SummedAreaTable uses of an instance (as WebAssembly.Module.exports lists them). */
@@ -137,42 +139,86 @@ export class SummedAreaTable {
    * Runs IntegralImage pooling jobs on the last computed table, whose top-left corner is picture
    * pixel (originX, originY) and which is `height` rows high: each job's values are those of
    * IntegralImage.poolPartInto on the same table, bit for bit. Every job must be `kernelJob`.
-   * The jobs go where the band of pixels was, and their results are copied to each `dst` (at
-   * once for jobs that tile a range of one array, as a batch of crops does).
+   *
+   * The results go through the kernel's memory (where the band of pixels was) in calls of at
+   * most OUTPUT_BYTES of output each, so pooling adds about that much to the table's memory, not
+   * a whole pyramid (18 MB at 1080p and min face 20). A few jobs (a pyramid's levels) go down the
+   * table together, in stripes of table rows, each call pooling every level's rows in its stripe;
+   * many jobs (crops) are pooled in the order of their rows, as many a call as fit.
    */
   pool(jobs: readonly PoolJob[], originX: number, originY: number, height: number, mean: number, scale: number): void {
-    // A few jobs (a pyramid's levels) go down the table together; many (crops) one by one, in
-    // the order of their rows, so that neighbours find their rows cached.
-    const sweep = jobs.length <= SWEEP_JOBS;
-    const ordered = sweep ? jobs : [...jobs].sort((a, b) => a.y0 - b.y0);
+    if (jobs.length === 0) return;
+    const bands = (job: PoolJob, first: number, rows: number): Band => ({ job, first, rows, cols: job.part?.cols ?? job.outW });
+    if (jobs.length > SWEEP_JOBS) {
+      const ordered = [...jobs].sort((a, b) => a.y0 - b.y0);
+      let call: Band[] = [];
+      let bytes = 0;
+      for (const job of ordered) {
+        const band = bands(job, 0, job.part?.rows ?? job.outH);
+        const size = band.cols * band.rows * 12;
+        if (call.length > 0 && bytes + size > OUTPUT_BYTES) {
+          this.run(call, originX, originY, height, mean, scale, false);
+          call = [];
+          bytes = 0;
+        }
+        call.push(band);
+        bytes += size;
+      }
+      this.run(call, originX, originY, height, mean, scale, false);
+      return;
+    }
+    // Stripes of table rows, each with about OUTPUT_BYTES of output; a job's output rows go to
+    // the stripe where their windows end (roughly: any split gives the same values).
+    const output = jobs.reduce((sum, job) => sum + cells(job) * 12, 0);
+    const stripes = Math.max(1, Math.ceil(output / OUTPUT_BYTES));
+    const done = jobs.map(() => 0);
+    for (let stripe = 1; stripe <= stripes; stripe++) {
+      const call: Band[] = [];
+      jobs.forEach((job, n) => {
+        const rows = job.part?.rows ?? job.outH;
+        const until = stripe === stripes ? rows : Math.min(rows, Math.max(done[n], Math.round((rows * stripe) / stripes)));
+        if (until > done[n]) call.push(bands(job, done[n], until - done[n]));
+        done[n] = until;
+      });
+      this.run(call, originX, originY, height, mean, scale, true);
+    }
+  }
+
+  /**
+   * One kernel call: each band (rows first..first+rows-1 of a job's cells) is pooled into the
+   * kernel's memory as three planes of cols x rows, then copied to its place in the job's `dst`
+   * (at once for whole jobs that tile a range of one array, as a batch of crops does).
+   */
+  private run(bands: readonly Band[], originX: number, originY: number, height: number, mean: number, scale: number, sweep: boolean): void {
     const next = this.work;
-    const records = next + ordered.length * 4;
-    let at = align(records + ordered.length * JOB_BYTES);
-    // Where each job's output goes: inside its array's span when the array's jobs tile one.
-    const spans = new Map<Float32Array, { start: number; end: number; jobs: PoolJob[]; at: number }>();
-    for (const job of ordered) {
+    const records = next + bands.length * 4;
+    let at = align(records + bands.length * JOB_BYTES);
+    // Whole jobs of one array that tile a range of it share one output span and one copy.
+    const spans = new Map<Float32Array, { start: number; end: number; bands: Band[]; at: number }>();
+    for (const band of bands) {
+      const { job } = band;
+      if (band.rows !== (job.part?.rows ?? job.outH)) continue;
       const end = job.offset + 3 * cells(job);
       const span = spans.get(job.dst);
-      if (!span) spans.set(job.dst, { start: job.offset, end, jobs: [job], at: -1 });
+      if (!span) spans.set(job.dst, { start: job.offset, end, bands: [band], at: -1 });
       else {
         span.start = Math.min(span.start, job.offset);
         span.end = Math.max(span.end, end);
-        span.jobs.push(job);
+        span.bands.push(band);
       }
     }
     for (const span of spans.values()) {
-      const byOffset = [...span.jobs].sort((a, b) => a.offset - b.offset);
-      if (byOffset.every((job, k) => k === 0 || job.offset === byOffset[k - 1].offset + 3 * cells(byOffset[k - 1]))) {
+      const byOffset = span.bands.map((band) => band.job).sort((a, b) => a.offset - b.offset);
+      if (span.bands.length > 1 && byOffset.every((job, k) => k === 0 || job.offset === byOffset[k - 1].offset + 3 * cells(byOffset[k - 1]))) {
         span.at = at;
         at = align(at + (span.end - span.start) * 4);
       }
     }
-    const layouts = ordered.map((job) => {
-      const cols = job.part?.cols ?? job.outW;
-      const rows = job.part?.rows ?? job.outH;
-      const span = spans.get(job.dst)!;
-      let dst = span.at + (job.offset - span.start) * 4;
-      if (span.at < 0) {
+    const layouts = bands.map((band) => {
+      const { cols, rows, job } = band;
+      const span = spans.get(job.dst);
+      let dst = span && span.at >= 0 ? span.at + (job.offset - span.start) * 4 : -1;
+      if (dst < 0) {
         dst = at;
         at = align(at + cols * rows * 12);
       }
@@ -183,7 +229,7 @@ export class SummedAreaTable {
       const ya = xe + cols * 4;
       const yb = ya + rows * 4;
       at = align(yb + rows * 4);
-      return { job, cols, rows, colInv, rowK, xs, xe, ya, yb, dst };
+      return { band, colInv, rowK, xs, xe, ya, yb, dst, inSpan: span !== undefined && span.at >= 0 };
     });
     const pages = Math.ceil(at / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
@@ -192,7 +238,7 @@ export class SummedAreaTable {
     if (this.views?.i32.buffer !== buffer) this.views = { i32: new Int32Array(buffer), f32: new Float32Array(buffer) };
     const { i32, f32 } = this.views;
     layouts.forEach((l, n) => {
-      const { job } = l;
+      const { job, first, rows, cols } = l.band;
       const r = records / 4 + n * (JOB_BYTES / 4);
       i32[r] = job.x0 - originX;
       i32[r + 1] = job.y0 - originY;
@@ -201,9 +247,9 @@ export class SummedAreaTable {
       i32[r + 4] = job.outW;
       i32[r + 5] = job.outH;
       i32[r + 6] = job.part?.col ?? 0;
-      i32[r + 7] = job.part?.row ?? 0;
-      i32[r + 8] = l.cols;
-      i32[r + 9] = l.rows;
+      i32[r + 7] = (job.part?.row ?? 0) + first;
+      i32[r + 8] = cols;
+      i32[r + 9] = rows;
       i32[r + 10] = l.xs;
       i32[r + 11] = l.xe;
       i32[r + 12] = l.ya;
@@ -218,9 +264,23 @@ export class SummedAreaTable {
       if (span.at >= 0) dst.set(f32.subarray(span.at / 4, span.at / 4 + span.end - span.start), span.start);
     }
     for (const l of layouts) {
-      if (spans.get(l.job.dst)!.at < 0) l.job.dst.set(f32.subarray(l.dst / 4, l.dst / 4 + 3 * l.cols * l.rows), l.job.offset);
+      if (l.inSpan) continue;
+      const { job, first, rows, cols } = l.band;
+      const plane = cols * (job.part?.rows ?? job.outH);
+      for (let c = 0; c < 3; c++) {
+        const from = l.dst / 4 + c * cols * rows;
+        job.dst.set(f32.subarray(from, from + cols * rows), job.offset + c * plane + first * cols);
+      }
     }
   }
+}
+
+/** Rows first..first+rows-1 of a job's output cells (all of them for a whole job). */
+interface Band {
+  job: PoolJob;
+  first: number;
+  rows: number;
+  cols: number;
 }
 
 /** Output cells of a job. */
