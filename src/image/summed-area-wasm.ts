@@ -26,18 +26,20 @@ const KERNEL_EXPORTS = ['memory memory', 'function summed_area_rows', 'function 
  * The summed-area table kernels in WebAssembly SIMD, compiled once (per detector): the same table
  * as IntegralImage's JavaScript loop, bit for bit, about 4x faster (a 1080p frame on its own:
  * 1.45 ms against 5.7, plus 0.3 ms to copy the pixels into the module's memory; in `bench core`,
- * beside onnxruntime's threads: 1.9 against 7.3; measured on 2 cores), and pooling from it, bit
- * for bit as IntegralImage.poolPartInto, about 2x faster (a 1080p pyramid at min face 40 on its
- * own: 2.3 ms against 4.7). Node has had WebAssembly SIMD since 16.4.
+ * beside onnxruntime's threads: 1.9 against 7.3; measured on 2 cores), and pooling from it, the
+ * values of IntegralImage.poolPartInto bit for bit, 2-3x faster (a 1080p frame on its own: the
+ * pyramid at min face 20 / 40 in 5.5 / 2.0 ms against 14.0 / 4.1, 735 R-Net crops in 4.1 against
+ * 7.1). Node has had WebAssembly SIMD since 16.4.
  */
 export class SummedAreaModule {
   private constructor(private readonly module: WebAssembly.Module) {}
 
   /**
-   * Compiles the kernel and checks its exports (memory, summed_area_rows, __heap_base), so a bad
-   * installation fails when the detector is made, not on its first frame. Throws an Error naming
-   * `file` and how to restore it when the file is missing, is not WebAssembly this Node can run
-   * (e.g. a Git LFS pointer, a truncated copy) or is another build without the kernel.
+   * Compiles the kernels and checks their exports (memory, summed_area_rows, pool_from_table,
+   * __heap_base), so a bad installation fails when the detector is made, not on its first frame.
+   * Throws an Error naming `file` and how to restore it when the file is missing, is not
+   * WebAssembly this Node can run (e.g. a Git LFS pointer, a truncated copy) or is another build
+   * without the kernels.
    */
   static load(file: string = SUMMED_AREA_WASM): SummedAreaModule {
     const remedy = 'restore it from the facestream package, or rebuild it with scripts/build-wasm.sh (clang and lld)';
