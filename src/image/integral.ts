@@ -28,7 +28,7 @@ export interface PoolJob {
  * Layout: (height + 1) rows of (width + 1) * 3 sums, interleaved RGB; row 0 and column 0 are zero.
  * Int32 sums (fast small integers in V8) are exact up to 8.4 MP (255 * pixels < 2^31); larger
  * pictures use Float64, exact to 2^53. Given a SummedAreaModule, Int32 tables are computed, and
- * `pool` pools from them, by its WebAssembly SIMD kernels (the same values, about 4x and 2x
+ * `pool` pools from them, by its WebAssembly SIMD kernels (the same values, about 4x and 2-3x
  * faster); without one, and for Float64 tables, by the JavaScript loops.
  */
 export class IntegralImage {
