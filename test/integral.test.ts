@@ -228,6 +228,99 @@ describe('summed-area table in WebAssembly', () => {
     expect(wasm.capacity - before).toBeLessThan(4 * 2 ** 20);
   });
 
+  /** Pools `jobs` with the JavaScript loop and the kernel from tables of `img` (and `region`); the kernel's arrays. */
+  function poolBoth(img: RgbImage, region: { x: number; y: number; width: number; height: number } | undefined, jobs: PoolJob[]): { js: PoolJob[]; wasm: PoolJob[] } {
+    const copies = new Map<Float32Array, Float32Array>();
+    const wasmJobs = jobs.map((job) => {
+      if (!copies.has(job.dst)) copies.set(job.dst, job.dst.slice());
+      return { ...job, dst: copies.get(job.dst)! };
+    });
+    new IntegralImage().compute(img, region).pool(jobs, 127.5, 0.0078125);
+    new IntegralImage(kernel).compute(img, region).pool(wasmJobs, 127.5, 0.0078125);
+    return { js: jobs, wasm: wasmJobs };
+  }
+
+  function expectSameArrays(got: { js: PoolJob[]; wasm: PoolJob[] }, what: string): void {
+    got.wasm.forEach((job, n) => expect(Buffer.from(job.dst.buffer).equals(Buffer.from(got.js[n].dst.buffer)), `${what}: job ${n}`).toBe(true));
+  }
+
+  it('pools parts that start before the first cell (negative part col/row) as the JavaScript loop floors them', () => {
+    const img = randomImage(40, 30, 21);
+    for (const [col, row] of [[-2, 0], [0, -1], [-3, -2], [-1, -5]]) {
+      const part = { col, row, cols: 5, rows: 4 };
+      const jobs: PoolJob[] = [{ x0: 5, y0: 3, srcW: 7, srcH: 5, outW: 4, outH: 3, part, dst: new Float32Array(3 * 20 + 4).fill(NaN), offset: 2 }];
+      expectSameArrays(poolBoth(img, undefined, jobs), `part at (${col}, ${row})`);
+    }
+  });
+
+  it('writes nothing for a part of a negative number of cells, as the JavaScript loop', () => {
+    const img = randomImage(40, 30, 22);
+    for (const [cols, rows] of [[-2, -3], [-1, 4], [3, -1]]) {
+      const jobs: PoolJob[] = [{ x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 8, outH: 6, part: { col: 0, row: 0, cols, rows }, dst: new Float32Array(40).fill(NaN), offset: 2 }];
+      const got = poolBoth(img, undefined, jobs);
+      expect(got.wasm[0].dst.every(Number.isNaN), `${cols} x ${rows} cells`).toBe(true);
+      expectSameArrays(got, `${cols} x ${rows} cells`);
+    }
+  });
+
+  it('pools windows of sizes and positions near 2^30 (products past 2^53) as the JavaScript loop', () => {
+    // Output column S - 2 of S - 1 from S columns: its window starts at exactly S - 2 + (S - 2) / (S - 1),
+    // a hair under an integer, which the double quotient rounds up to it; the last column; a row too.
+    const img = randomImage(40, 30, 23);
+    for (const s of [2 ** 30, 2 ** 29 + 12345, 2 ** 28 + 3]) {
+      const cols: PoolJob = { x0: 6 - (s - 1), y0: 0, srcW: s, srcH: 30, outW: s - 1, outH: 3, part: { col: s - 2, row: 0, cols: 1, rows: 3 }, dst: new Float32Array(9), offset: 0 };
+      const rows: PoolJob = { x0: 0, y0: 6 - (s - 1), srcW: 40, srcH: s, outW: 4, outH: s - 1, part: { col: 0, row: s - 2, cols: 4, rows: 1 }, dst: new Float32Array(12), offset: 0 };
+      expectSameArrays(poolBoth(img, undefined, [cols, rows]), `size ${s}`);
+    }
+  });
+
+  it('pools a band of a large job into the array that smaller whole jobs tile, at its own place', () => {
+    // More than 2 MB of output: the call goes down the table in stripes, the large job in bands of
+    // rows, the one-row jobs whole in one stripe, tiling a range of the same array.
+    const img = randomImage(64, 48, 24);
+    const big = 3 * 600 * 600;
+    for (const bigFirst of [true, false]) {
+      const dst = new Float32Array(big + 2 * 3 * 8 + 3).fill(NaN);
+      const smallAt = bigFirst ? big + 1 : 1;
+      const jobs: PoolJob[] = [
+        { x0: 0, y0: 0, srcW: 64, srcH: 48, outW: 600, outH: 600, dst, offset: bigFirst ? 1 : 1 + 2 * 3 * 8 },
+        { x0: 3, y0: 5, srcW: 20, srcH: 1, outW: 8, outH: 1, dst, offset: smallAt },
+        { x0: 9, y0: 40, srcW: 30, srcH: 3, outW: 8, outH: 1, dst, offset: smallAt + 3 * 8 },
+      ];
+      const got = poolBoth(img, undefined, jobs);
+      expect(Number.isNaN(got.wasm[0].dst[0]) && got.wasm[0].dst.subarray(1, -2).every((v) => !Number.isNaN(v)), `large job first: ${bigFirst}`).toBe(true);
+      expectSameArrays(got, `large job first: ${bigFirst}`);
+    }
+  });
+
+  it('refuses jobs whose cells do not fit their array, before pooling any', () => {
+    const img = randomImage(40, 30, 25);
+    for (const table of [new IntegralImage(), new IntegralImage(kernel)]) {
+      table.compute(img);
+      for (const [length, offset] of [[26, 0], [27, 1], [40, -1], [40, 1.5], [40, NaN]]) {
+        const fine = new Float32Array(27).fill(NaN);
+        const jobs: PoolJob[] = [
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 3, outH: 3, dst: fine, offset: 0 },
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 3, outH: 3, dst: new Float32Array(length), offset },
+        ];
+        expect(() => table.pool(jobs, 127.5, 0.0078125), `${length} values from ${offset}`).toThrow(RangeError);
+        expect(fine.every(Number.isNaN), `${length} values from ${offset}: nothing pooled`).toBe(true);
+      }
+    }
+  });
+
+  it('counts a Float64 table (over 8 MP, a 4K frame) in what a table holds, and lets it go for a smaller picture', () => {
+    const table = new IntegralImage(kernel);
+    table.compute(randomImage(64, 48, 26));
+    const small = table.capacity;
+    const uhd: RgbImage = { width: 3840, height: 2160, data: new Uint8Array(3840 * 2160 * 3) };
+    table.compute(uhd);
+    expect(table.sums).toBeInstanceOf(Float64Array);
+    expect(table.capacity).toBeGreaterThanOrEqual(3841 * 2161 * 3 * 8);
+    table.compute(randomImage(64, 48, 27));
+    expect(table.capacity).toBe(small);
+  });
+
   it('leaves pictures over 8.4 MP to the Float64 loop, whose sums Int32 cannot hold', () => {
     const img: RgbImage = { width: 4000, height: 2100, data: new Uint8Array(4000 * 2100 * 3).fill(255) };
     const table = new IntegralImage(kernel).compute(img);

@@ -51,9 +51,12 @@ export class IntegralImage {
     this.wasm = kernel?.table();
   }
 
-  /** Bytes this table holds on to (its array, or its kernel's memory): the largest picture it held. */
+  /**
+   * Bytes this table holds on to: its kernel's memory (the largest picture it held there), and
+   * its own array while it holds one (a Float64 table of a picture over 8 MP, such as a 4K frame).
+   */
   get capacity(): number {
-    return this.wasm ? this.wasm.bytes : this.sums.byteLength;
+    return (this.wasm ? this.wasm.bytes : 0) + (this.inKernel ? 0 : this.sums.byteLength);
   }
 
   /**
@@ -113,9 +116,16 @@ export class IntegralImage {
   /**
    * Runs every job: by the WebAssembly kernel when it computed the table (and the job has integer
    * coordinates it can hold, see kernelJob), else by `poolPartInto`. The values are the same
-   * either way, bit for bit.
+   * either way, bit for bit. Throws a RangeError, before pooling any job, when a job's cells do
+   * not fit its array from its offset (a non-negative integer).
    */
   pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
+    jobs.forEach(({ outW, outH, part, dst, offset }, n) => {
+      const values = 3 * Math.max(0, part ? part.cols : outW) * Math.max(0, part ? part.rows : outH);
+      if (!(Number.isInteger(offset) && offset >= 0 && offset + values <= dst.length)) {
+        throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
+      }
+    });
     let rest = jobs;
     if (this.inKernel) {
       this.wasm!.pool(jobs.filter(kernelJob), this.originX, this.originY, this.height, mean, scale);

@@ -209,17 +209,20 @@ export class SummedAreaTable {
         span.bands.push(band);
       }
     }
+    // The bands in a span (a partial band of another job may write to the same array).
+    const tiled = new Set<Band>();
     for (const span of spans.values()) {
       const byOffset = span.bands.map((band) => band.job).sort((a, b) => a.offset - b.offset);
       if (span.bands.length > 1 && byOffset.every((job, k) => k === 0 || job.offset === byOffset[k - 1].offset + 3 * cells(byOffset[k - 1]))) {
         span.at = at;
         at = align(at + (span.end - span.start) * 4);
+        for (const band of span.bands) tiled.add(band);
       }
     }
     const layouts = bands.map((band) => {
       const { cols, rows, job } = band;
-      const span = spans.get(job.dst);
-      let dst = span && span.at >= 0 ? span.at + (job.offset - span.start) * 4 : -1;
+      const span = tiled.has(band) ? spans.get(job.dst) : undefined;
+      let dst = span ? span.at + (job.offset - span.start) * 4 : -1;
       if (dst < 0) {
         dst = at;
         at = align(at + cols * rows * 12);
@@ -231,7 +234,7 @@ export class SummedAreaTable {
       const ya = xe + cols * 4;
       const yb = ya + rows * 4;
       at = align(yb + rows * 4);
-      return { band, colInv, rowK, xs, xe, ya, yb, dst, inSpan: span !== undefined && span.at >= 0 };
+      return { band, colInv, rowK, xs, xe, ya, yb, dst, inSpan: span !== undefined };
     });
     const pages = Math.ceil(at / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
@@ -290,15 +293,21 @@ function cells(job: PoolJob): number {
   return job.part ? job.part.cols * job.part.rows : job.outW * job.outH;
 }
 
-/** Largest coordinate or size the kernel takes (its int32 fields and int64 products). */
-const KERNEL_LIMIT = 2 ** 30;
+/**
+ * Largest coordinate or size the kernel takes. The JavaScript loop's products ((col + j + 1) *
+ * srcW, at most 2^49 here) are then exact doubles, whose quotients floor and ceil to the same
+ * integers as the kernel's integer division; past 2^53 they need not (a window one pixel off).
+ */
+const KERNEL_LIMIT = 2 ** 24;
 
 /**
- * Whether the kernel can run `job`: integer coordinates and sizes of at most 2^30, output sizes
- * of at least 1 (IntegralImage runs any other job with its JavaScript loop).
+ * Whether the kernel can run `job`: integer coordinates and sizes of at most 2^24, output sizes
+ * of at least 1, a part from a cell (col, row) >= 0 of no negative size: the kernel's integer
+ * division truncates, where the JavaScript loop floors a negative quotient (IntegralImage runs
+ * any other job with its JavaScript loop).
  */
 export function kernelJob(job: PoolJob): boolean {
   const { x0, y0, srcW, srcH, outW, outH, part } = job;
   const values = [x0, y0, srcW, srcH, outW, outH, part?.col ?? 0, part?.row ?? 0, part?.cols ?? 1, part?.rows ?? 1];
-  return values.every((v) => Number.isInteger(v) && Math.abs(v) <= KERNEL_LIMIT) && outW >= 1 && outH >= 1 && srcW >= 1 && srcH >= 1;
+  return values.every((v) => Number.isInteger(v) && Math.abs(v) <= KERNEL_LIMIT) && outW >= 1 && outH >= 1 && srcW >= 1 && srcH >= 1 && values.slice(6).every((v) => v >= 0);
 }
