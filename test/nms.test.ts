@@ -86,6 +86,49 @@ describe('non-maximum suppression', () => {
     }
   });
 
+  it('matches the all-pairs definition at thresholds of 0, 1, over 1 and a hair under 1, with mixed sizes', () => {
+    // A hair under 1: size classes narrower than the rounding of the logarithms (numbered past 2^53).
+    const cands = boxes(300, 7);
+    // Nested pairs whose IoU is 1 - 2^-10 .. 1 - 2^-49, which thresholds just under 1 tell apart.
+    for (let k = 0; k < 40; k++) {
+      const outer = { x1: 2000 + k * 50, y1: 0, x2: 2030 + k * 50, y2: 30, score: 0.3, dx1: 0, dy1: 0, dx2: 0, dy2: 0 };
+      cands.push(outer, { ...outer, y2: 30 - 30 * 2 ** -(k + 10), score: 0.29 });
+    }
+    for (const threshold of [0, 1, 1.5, 1 - 2 ** -52, 1 - 2 ** -40, 1 - 1e-9, -0.5]) {
+      for (const mode of ['union', 'union+1', 'min+1'] as const) {
+        const fast = nms(cands, threshold, mode);
+        const slow = reference(cands, threshold, mode);
+        expect(fast.length, `${mode}, ${threshold}`).toBe(slow.length);
+        expect(fast.every((c, i) => c === slow[i]), `${mode}, ${threshold}`).toBe(true);
+      }
+    }
+  });
+
+  it('matches the all-pairs definition with boxes of no number, infinite or enormous coordinates among them', () => {
+    const odd: Partial<Candidate>[] = [
+      { x1: NaN },
+      { y2: NaN },
+      { x1: -Infinity },
+      { x2: Infinity, y2: Infinity },
+      { x1: -Infinity, y1: -Infinity, x2: Infinity, y2: Infinity },
+      { x1: -1e308, x2: 1e308 },
+    ];
+    for (const extra of odd) {
+      const cands = boxes(200, 8);
+      // The odd box over the others (a box a broken model could give), best first.
+      cands.push({ x1: 0, y1: 0, x2: 50, y2: 50, score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, ...extra });
+      // Boxes spanning half the number line (finite areas): a duplicate of one must be suppressed.
+      const wide = { x1: -1e308, y1: 0, x2: 0, y2: 1e-300, score: 0.99, dx1: 0, dy1: 0, dx2: 0, dy2: 0 };
+      cands.push(wide, { ...wide, score: 0.98 }, { ...wide, x1: 0, x2: 1e308 });
+      for (const [mode, threshold] of [['union', 0.5], ['union+1', 0.7], ['min+1', 0.7], ['union', 0]] as const) {
+        const fast = nms(cands, threshold, mode);
+        const slow = reference(cands, threshold, mode);
+        expect(fast.length, `${JSON.stringify(extra)}, ${mode}, ${threshold}`).toBe(slow.length);
+        expect(fast.every((c, i) => c === slow[i]), `${JSON.stringify(extra)}, ${mode}, ${threshold}`).toBe(true);
+      }
+    }
+  });
+
   it('keeps the best of two overlapping boxes and both of two apart', () => {
     const a = { x1: 0, y1: 0, x2: 10, y2: 10, score: 0.9, dx1: 0, dy1: 0, dx2: 0, dy2: 0 };
     const b = { ...a, x1: 1, x2: 11, score: 0.95 };

@@ -45,7 +45,9 @@ export function nms<T extends Candidate>(cands: readonly T[], threshold: number,
   }
   const rank = new Int32Array(n);
   order.forEach((i, r) => (rank[i] = r));
-  const grid = n >= 64 ? neighbourhood(cands, area, plus, mode === 'min+1' ? undefined : threshold) : undefined;
+  // The grids' arithmetic needs finite extents: with a box of no number or beyond 1e300, all pairs.
+  const gridded = n >= 64 && cands.every((c) => Math.max(Math.abs(c.x1), Math.abs(c.y1), Math.abs(c.x2), Math.abs(c.y2)) <= 1e300);
+  const grid = gridded ? neighbourhood(cands, area, plus, mode === 'min+1' ? undefined : threshold) : undefined;
   const removed = new Uint8Array(n);
   const seen = new Int32Array(n).fill(-1);
   const kept: T[] = [];
@@ -83,13 +85,15 @@ interface Neighbourhood {
 }
 
 /**
- * One grid of all boxes, or with an IoU `threshold` in (0, 1), one grid per size class: class
- * floor(log(area) / log(1 / threshold)), widened by 0.1% so that rounding in the logarithms
+ * One grid of all boxes, or with an IoU `threshold` in (0, 1 - 1e-6), one grid per size class:
+ * class floor(log(area) / log(1 / threshold)), widened by 0.1% so that rounding in the logarithms
  * cannot split two boxes whose area ratio is under 1 / threshold by two classes. Boxes of no
- * positive area overlap nothing (suppress skips them) and are in no class.
+ * positive area overlap nothing (suppress skips them) and are in no class. Closer to 1, that 0.1%
+ * would be within the rounding of the logarithms (about 1e-13 for any area), and the class
+ * numbers past 2^53.
  */
 function neighbourhood(boxes: readonly Candidate[], area: Float64Array, plus: number, threshold?: number): Neighbourhood {
-  if (threshold === undefined || !(threshold > 0 && threshold < 1)) return new BoxGrid(boxes, plus);
+  if (threshold === undefined || !(threshold > 0 && threshold < 1 - 1e-6)) return new BoxGrid(boxes, plus);
   const width = Math.log(1 / threshold) * 1.001;
   const classOf = new Float64Array(boxes.length);
   const members = new Map<number, number[]>();
