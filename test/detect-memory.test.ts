@@ -46,8 +46,6 @@ describe('memory of detection', () => {
     expect(mib).toBeLessThan(PEAK_RSS_BOUND_MIB);
   });
 
-  // Same model, same batch: run whole and in parts of runtime.maxRunBatch, on the inference
-  // thread and on the main thread, with a remainder part; every output must come out the same.
   it("keeps one frame's summed-area table between keyframes, not one for every window that once held a frame", async () => {
     const runtime = testRuntime(testConfig({ runtime: { ...testConfig().runtime, inferenceThread: false } }));
     try {
@@ -69,6 +67,30 @@ describe('memory of detection', () => {
     }
   });
 
+  it('gives a picture just over 8 MP the table that holds its Float64 sums, not one whose Int32 memory would hold Int32 sums', async () => {
+    const runtime = testRuntime(testConfig({ runtime: { ...testConfig().runtime, inferenceThread: false } }));
+    try {
+      const detector = await MtcnnDetector.load(runtime, { minFaceSize: 400 });
+      const picture = (width: number, height: number) => {
+        const data = new Uint8Array(width * height * 3);
+        for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+        return { width, height, data };
+      };
+      // 8.004 MP (Float64 sums, 24 bytes a pixel) and 7.998 MP (the kernel's Int32 sums, 12).
+      const over = picture(4000, 2001);
+      const under = picture(3999, 2000);
+      await detector.searchBatch([{ image: over, windows: [wholePicture(over)] }, { image: under, windows: [wholePicture(under)] }]);
+      const held = detector.tableBytes;
+      expect(held).toBeGreaterThan(4001 * 2002 * 24 + 4000 * 2001 * 12);
+      await detector.searchBatch([{ image: over, windows: [wholePicture(over)] }]);
+      expect(detector.tableBytes).toBeLessThan(held * 1.05);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  // Same model, same batch: run whole and in parts of runtime.maxRunBatch, on the inference
+  // thread and on the main thread, with a remainder part; every output must come out the same.
   it.each([true, false])('runs batches larger than runtime.maxRunBatch in parts with the same outputs (inference thread: %s)', async (inferenceThread) => {
     const base = testConfig();
     const whole = testRuntime({ ...base, runtime: { ...base.runtime, inferenceThread, maxRunBatch: 10_000 } });

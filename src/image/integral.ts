@@ -5,7 +5,8 @@ import type { RgbImage } from './types.js';
  * One adaptive average pooling from an IntegralImage: the srcW x srcH source rectangle at
  * (x0, y0) (integer picture pixels) pooled to outW x outH, of which only the cells `part` (all of
  * them by default) are written, as three planes of cols x rows float32 values from dst[offset],
- * each value v written as (v - mean) * scale (see IntegralImage.poolPartInto).
+ * each value v written as (v - mean) * scale (see IntegralImage.poolPartInto). The jobs of one
+ * `pool` call write disjoint cells: the kernel runs them in an order of its own.
  */
 export interface PoolJob {
   x0: number;
@@ -18,6 +19,9 @@ export interface PoolJob {
   dst: Float32Array;
   offset: number;
 }
+
+/** Pictures of more pixels than this get Float64 sums (Int32 ones hold 255 * pixels < 2^31). */
+const INT32_PIXELS = 8_000_000;
 
 /**
  * Summed-area table of an RGB image. With it, the mean of any axis-aligned rectangle costs four
@@ -51,6 +55,11 @@ export class IntegralImage {
     this.wasm = kernel?.table();
   }
 
+  /** Bytes of the table of a width x height picture or region: Int32 sums, Float64 over 8 MP. */
+  static bytes(width: number, height: number): number {
+    return (width + 1) * (height + 1) * 3 * (width * height > INT32_PIXELS ? 8 : 4);
+  }
+
   /**
    * Bytes this table holds on to: its kernel's memory (the largest picture it held there), and
    * its own array while it holds one (a Float64 table of a picture over 8 MP, such as a 4K frame).
@@ -74,7 +83,7 @@ export class IntegralImage {
     const rowSkip = (img.width - w) * 3;
     const stride = (w + 1) * 3;
     const needed = (h + 1) * stride;
-    const wide = w * h > 8_000_000;
+    const wide = w * h > INT32_PIXELS;
     this.width = w;
     this.height = h;
     this.originX = rx;

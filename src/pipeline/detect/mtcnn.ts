@@ -236,7 +236,7 @@ export class MtcnnDetector {
     const r = region ?? { x: 0, y: 0, width: image.width, height: image.height };
     const w = Math.max(0, Math.min(image.width, Math.ceil(r.x + r.width)) - Math.max(0, Math.floor(r.x)));
     const h = Math.max(0, Math.min(image.height, Math.ceil(r.y + r.height)) - Math.max(0, Math.floor(r.y)));
-    const needed = (w + 1) * (h + 1) * 12;
+    const needed = IntegralImage.bytes(w, h);
     let best = -1;
     this.freeIntegrals.forEach((table, k) => {
       if (best < 0) best = k;
