@@ -20,6 +20,14 @@ export interface PoolJob {
   offset: number;
 }
 
+/** A rectangle of a picture, in pixels. */
+export interface PixelRect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 /** Pictures of more pixels than this get Float64 sums (Int32 ones hold 255 * pixels < 2^31). */
 const INT32_PIXELS = 8_000_000;
 
@@ -55,8 +63,22 @@ export class IntegralImage {
     this.wasm = kernel?.table();
   }
 
-  /** Bytes of the table of a width x height picture or region: Int32 sums, Float64 over 8 MP. */
-  static bytes(width: number, height: number): number {
+  /**
+   * The rectangle of `img` a table of `region` covers (picture pixels): the region widened to
+   * whole pixels and clipped to the picture; the whole picture without one.
+   */
+  static covered(img: { width: number; height: number }, region?: PixelRect): PixelRect {
+    if (!region) return { x: 0, y: 0, width: img.width, height: img.height };
+    const x = Math.max(0, Math.floor(region.x));
+    const y = Math.max(0, Math.floor(region.y));
+    const width = Math.max(0, Math.min(img.width, Math.ceil(region.x + region.width)) - x);
+    const height = Math.max(0, Math.min(img.height, Math.ceil(region.y + region.height)) - y);
+    return { x, y, width, height };
+  }
+
+  /** Bytes of the table of `region` of `img` (see `covered`): Int32 sums, Float64 over 8 MP. */
+  static bytes(img: { width: number; height: number }, region?: PixelRect): number {
+    const { width, height } = IntegralImage.covered(img, region);
     return (width + 1) * (height + 1) * 3 * (width * height > INT32_PIXELS ? 8 : 4);
   }
 
@@ -74,11 +96,8 @@ export class IntegralImage {
    * everything outside it as black, as it does outside the picture: a tracked face's window costs
    * its own area, not the whole frame's.
    */
-  compute(img: RgbImage, region?: { x: number; y: number; width: number; height: number }): this {
-    const rx = region ? Math.max(0, Math.floor(region.x)) : 0;
-    const ry = region ? Math.max(0, Math.floor(region.y)) : 0;
-    const w = region ? Math.max(0, Math.min(img.width, Math.ceil(region.x + region.width)) - rx) : img.width;
-    const h = region ? Math.max(0, Math.min(img.height, Math.ceil(region.y + region.height)) - ry) : img.height;
+  compute(img: RgbImage, region?: PixelRect): this {
+    const { x: rx, y: ry, width: w, height: h } = IntegralImage.covered(img, region);
     const data = img.data;
     const rowSkip = (img.width - w) * 3;
     const stride = (w + 1) * 3;
@@ -135,12 +154,13 @@ export class IntegralImage {
         throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
       }
     });
-    let rest = jobs;
-    if (this.inKernel) {
-      this.wasm!.pool(jobs.filter(kernelJob), this.originX, this.originY, this.height, mean, scale);
+    const kernel: PoolJob[] = [];
+    const rest: PoolJob[] = [];
+    for (const job of jobs) (this.inKernel && kernelJob(job) ? kernel : rest).push(job);
+    if (kernel.length > 0) {
+      this.wasm!.pool(kernel, this.originX, this.originY, this.height, mean, scale);
       // The kernel's memory may have grown, which empties earlier views of it.
       this.sums = this.wasm!.table();
-      rest = jobs.filter((job) => !kernelJob(job));
     }
     for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of rest) {
       this.poolPartInto(x0, y0, srcW, srcH, outW, outH, part ?? { col: 0, row: 0, cols: outW, rows: outH }, dst, offset, mean, scale);

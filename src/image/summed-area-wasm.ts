@@ -79,7 +79,7 @@ export class SummedAreaTable {
     this.memory = exports.memory as WebAssembly.Memory;
     this.kernel = exports.summed_area_rows as SummedAreaTable['kernel'];
     this.poolKernel = exports.pool_from_table as SummedAreaTable['poolKernel'];
-    this.base = Math.ceil((exports.__heap_base as WebAssembly.Global).value / SLACK) * SLACK;
+    this.base = align((exports.__heap_base as WebAssembly.Global).value);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { IntegralImage, type PoolJob } from '../../image/integral.js';
+import { IntegralImage, type PixelRect, type PoolJob } from '../../image/integral.js';
 import { SummedAreaModule } from '../../image/summed-area-wasm.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
@@ -109,7 +109,7 @@ interface LevelTask {
  * its shorter side (R-Net and O-Net crops of faces near its edge reach past it), and every picture
  * pixel its whole-picture level parts pool from.
  */
-function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], picture: { width: number; height: number }): { x: number; y: number; width: number; height: number } {
+function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], picture: { width: number; height: number }): PixelRect {
   const margin = Math.ceil(Math.min(window.width, window.height) / 2);
   let x1 = window.x - margin;
   let y1 = window.y - margin;
@@ -232,11 +232,8 @@ export class MtcnnDetector {
    * largest picture it ever held, so whole frames go to the tables that already hold whole
    * frames, and the small windows around tracked faces do not each grow one to a frame's size.
    */
-  private takeIntegral(image: RgbImage, region?: { x: number; y: number; width: number; height: number }): IntegralImage {
-    const r = region ?? { x: 0, y: 0, width: image.width, height: image.height };
-    const w = Math.max(0, Math.min(image.width, Math.ceil(r.x + r.width)) - Math.max(0, Math.floor(r.x)));
-    const h = Math.max(0, Math.min(image.height, Math.ceil(r.y + r.height)) - Math.max(0, Math.floor(r.y)));
-    const needed = IntegralImage.bytes(w, h);
+  private takeIntegral(image: RgbImage, region?: PixelRect): IntegralImage {
+    const needed = IntegralImage.bytes(image, region);
     let best = -1;
     this.freeIntegrals.forEach((table, k) => {
       if (best < 0) best = k;
