@@ -154,7 +154,6 @@ async function benchVideo(
     'faces/frame': records.reduce((s, r) => s + r.faces, 0) / n,
     'detect ms min/med/max': fmt(records.map((r) => r.detectMs)),
     'ffmpeg decode': decodeMs / n,
-    integral: stage('integralMs'),
     pyramid: stage('pyramidMs'),
     'P-Net': stage('pnetMs'),
     'R-Net': stage('rnetMs'),

@@ -1,4 +1,3 @@
-import { kernelJob, type SummedAreaModule, type SummedAreaTable } from './summed-area-wasm.js';
 import type { RgbImage } from './types.js';
 
 /**
@@ -39,9 +38,9 @@ const INT32_PIXELS = 8_000_000;
  *
  * Layout: (height + 1) rows of (width + 1) * 3 sums, interleaved RGB; row 0 and column 0 are zero.
  * Int32 sums (fast small integers in V8) are exact up to 8.4 MP (255 * pixels < 2^31); larger
- * pictures use Float64, exact to 2^53. Given a SummedAreaModule, Int32 tables are computed, and
- * `pool` pools from them, by its WebAssembly SIMD kernels (the same values, about 4x and 2-3x
- * faster); without one, and for Float64 tables, by the JavaScript loops.
+ * pictures use Float64, exact to 2^53. These JavaScript loops are the reference and the fallback:
+ * detection pools with AreaPooler, whose WebAssembly kernel gives the same values, bit for bit,
+ * without a table in memory.
  */
 export class IntegralImage {
   /** Width and height of the table's region (the whole picture unless `compute` got a region). */
@@ -55,13 +54,6 @@ export class IntegralImage {
   private xs = new Int32Array(0);
   private xe = new Int32Array(0);
   private colInv = new Float64Array(0);
-  private readonly wasm: SummedAreaTable | undefined;
-  /** Whether `sums` is the kernel's table (else the JavaScript loop's own array). */
-  private inKernel = false;
-
-  constructor(kernel?: SummedAreaModule) {
-    this.wasm = kernel?.table();
-  }
 
   /**
    * The rectangle of `img` a table of `region` covers (picture pixels): the region widened to
@@ -74,20 +66,6 @@ export class IntegralImage {
     const width = Math.max(0, Math.min(img.width, Math.ceil(region.x + region.width)) - x);
     const height = Math.max(0, Math.min(img.height, Math.ceil(region.y + region.height)) - y);
     return { x, y, width, height };
-  }
-
-  /** Bytes of the table of `region` of `img` (see `covered`): Int32 sums, Float64 over 8 MP. */
-  static bytes(img: { width: number; height: number }, region?: PixelRect): number {
-    const { width, height } = IntegralImage.covered(img, region);
-    return (width + 1) * (height + 1) * 3 * (width * height > INT32_PIXELS ? 8 : 4);
-  }
-
-  /**
-   * Bytes this table holds on to: its kernel's memory (the largest picture it held there), and
-   * its own array while it holds one (a Float64 table of a picture over 8 MP, such as a 4K frame).
-   */
-  get capacity(): number {
-    return (this.wasm ? this.wasm.bytes : 0) + (this.inKernel ? 0 : this.sums.byteLength);
   }
 
   /**
@@ -107,12 +85,6 @@ export class IntegralImage {
     this.height = h;
     this.originX = rx;
     this.originY = ry;
-    this.inKernel = this.wasm !== undefined && !wide;
-    if (this.wasm && !wide) {
-      this.sums = this.wasm.compute(img, rx, ry, w, h);
-      return this;
-    }
-    // The JavaScript loop's own array, not a view of the kernel's memory.
     if (this.sums.length < needed || (wide && this.sums instanceof Int32Array) || (!wide && this.sums instanceof Float64Array)) {
       this.sums = wide ? new Float64Array(needed) : new Int32Array(needed);
     }
@@ -142,27 +114,12 @@ export class IntegralImage {
   }
 
   /**
-   * Runs every job: by the WebAssembly kernel when it computed the table (and the job has integer
-   * coordinates it can hold, see kernelJob), else by `poolPartInto`. The values are the same
-   * either way, bit for bit. Throws a RangeError, before pooling any job, when a job's cells do
-   * not fit its array from its offset (a non-negative integer).
+   * Runs every job with `poolPartInto`. Throws a RangeError, before pooling any job, when a job's
+   * cells do not fit its array from its offset (a non-negative integer).
    */
   pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
-    jobs.forEach(({ outW, outH, part, dst, offset }, n) => {
-      const values = 3 * Math.max(0, part ? part.cols : outW) * Math.max(0, part ? part.rows : outH);
-      if (!(Number.isInteger(offset) && offset >= 0 && offset + values <= dst.length)) {
-        throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
-      }
-    });
-    const kernel: PoolJob[] = [];
-    const rest: PoolJob[] = [];
-    for (const job of jobs) (this.inKernel && kernelJob(job) ? kernel : rest).push(job);
-    if (kernel.length > 0) {
-      this.wasm!.pool(kernel, this.originX, this.originY, this.height, mean, scale);
-      // The kernel's memory may have grown, which empties earlier views of it.
-      this.sums = this.wasm!.table();
-    }
-    for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of rest) {
+    checkJobs(jobs);
+    for (const { x0, y0, srcW, srcH, outW, outH, part, dst, offset } of jobs) {
       this.poolPartInto(x0, y0, srcW, srcH, outW, outH, part ?? { col: 0, row: 0, cols: outW, rows: outH }, dst, offset, mean, scale);
     }
   }
@@ -238,4 +195,14 @@ export class IntegralImage {
       }
     }
   }
+}
+
+/** Throws a RangeError naming the first job whose cells do not fit its array from its offset. */
+export function checkJobs(jobs: readonly PoolJob[]): void {
+  jobs.forEach(({ outW, outH, part, dst, offset }, n) => {
+    const values = 3 * Math.max(0, part ? part.cols : outW) * Math.max(0, part ? part.rows : outH);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + values <= dst.length)) {
+      throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
+    }
+  });
 }

@@ -8,38 +8,42 @@ import type { RgbImage } from './types.js';
 export const SUMMED_AREA_WASM = path.join(PACKAGE_ROOT, 'src', 'image', 'wasm', 'summed-area.wasm');
 
 const PAGE = 65536;
-/** The kernel's vector loads and stores reach up to this far past the pixels and the table. */
+/** The kernel's vector loads and stores reach up to this far past the pixels and the running row. */
 const SLACK = 16;
 const align = (n: number) => Math.ceil(n / SLACK) * SLACK;
 /** Pixels are copied into the module's memory this many bytes at a time (whole rows; at least one). */
 const BAND_BYTES = 256 * 1024;
-/** Pooling calls with at most this many jobs interleave their rows (see pool_from_table's sweep). */
-const SWEEP_JOBS = 32;
-/** Output bytes of one kernel call: what pooling adds to a table's memory (see SummedAreaTable.pool). */
-const OUTPUT_BYTES = 2 * 1024 * 1024;
-/** Bytes of one pool_job record (17 int32 fields, as summed-area.c lays it out). */
-const JOB_BYTES = 68;
-/** What SummedAreaTable uses of an instance (as WebAssembly.Module.exports lists them). */
-const KERNEL_EXPORTS = ['memory memory', 'function summed_area_rows', 'function pool_from_table', 'global __heap_base'];
+/** Pools with at most this many jobs (a pyramid's levels) are split into stripes of rows, not jobs. */
+const STRIPE_JOBS = 32;
+/**
+ * Output bytes of one pass: what pooling holds in the module's memory (which never shrinks). A
+ * larger pool goes in several passes; a split costs reading again the rows where windows cross it.
+ * 8 MB: a 1080p pyramid at min face 40 (4.5 MB) and every crop of a crowded frame in one pass, at
+ * min face 20 (15.6 MB) two.
+ */
+const OUTPUT_BYTES = 8 * 1024 * 1024;
+/** Bytes of the kernel's sweep record (2 float64, 12 int32 fields) and of a pool_job (21 int32). */
+const SWEEP_BYTES = 72;
+const JOB_BYTES = 84;
+/** What SummedAreaSweep uses of an instance (as WebAssembly.Module.exports lists them). */
+const KERNEL_EXPORTS = ['memory memory', 'function sweep_begin', 'function sweep_rows', 'global __heap_base'];
 
 /**
- * The summed-area table kernels in WebAssembly SIMD, compiled once (per detector): the same table
- * as IntegralImage's JavaScript loop, bit for bit, about 4x faster (a 1080p frame on its own:
- * 1.45 ms against 5.7, plus 0.3 ms to copy the pixels into the module's memory; in `bench core`,
- * beside onnxruntime's threads: 1.9 against 7.3; measured on 2 cores), and pooling from it, the
- * values of IntegralImage.poolPartInto bit for bit, 2-3x faster (a 1080p frame on its own: the
- * pyramid at min face 20 / 40 in 5.5 / 2.0 ms against 14.0 / 4.1, 735 R-Net crops in 4.1 against
- * 7.1). Node has had WebAssembly SIMD since 16.4.
+ * The area-pooling kernel in WebAssembly SIMD (src/image/wasm/summed-area.c), compiled once (per
+ * detector): the values of IntegralImage.poolPartInto bit for bit, straight from the pixels with a
+ * running summed-area row instead of a table in memory. A 1080p frame on its own: the pyramid at
+ * min face 20 / 40 in 2.1 / 1.1 ms and 735 R-Net crops in 1.4 ms, against 7.1 / 3.6 and 4.1 ms
+ * for the table kernel it replaced (table included) and 21 / 11 and 12 ms for the JavaScript
+ * loops (measured on 2 cores). Node has had WebAssembly SIMD since 16.4.
  */
 export class SummedAreaModule {
   private constructor(private readonly module: WebAssembly.Module) {}
 
   /**
-   * Compiles the kernels and checks their exports (memory, summed_area_rows, pool_from_table,
-   * __heap_base), so a bad installation fails when the detector is made, not on its first frame.
-   * Throws an Error naming `file` and how to restore it when the file is missing, is not
-   * WebAssembly this Node can run (e.g. a Git LFS pointer, a truncated copy) or is another build
-   * without the kernels.
+   * Compiles the kernel and checks its exports (memory, sweep_begin, sweep_rows, __heap_base), so
+   * a bad installation fails when the detector is made, not on its first frame. Throws an Error
+   * naming `file` and how to restore it when the file is missing, is not WebAssembly this Node
+   * can run (e.g. a Git LFS pointer, a truncated copy) or is another build without the kernel.
    */
   static load(file: string = SUMMED_AREA_WASM): SummedAreaModule {
     const remedy = 'restore it from the facestream package, or rebuild it with scripts/build-wasm.sh (clang and lld)';
@@ -55,146 +59,86 @@ export class SummedAreaModule {
     return new SummedAreaModule(module);
   }
 
-  /** A table with memory of its own (each search window of a batch holds its table at once). */
-  table(): SummedAreaTable {
-    return new SummedAreaTable(this.module);
+  /** A kernel instance with memory of its own. */
+  sweep(): SummedAreaSweep {
+    return new SummedAreaSweep(this.module);
   }
 }
 
-/** One summed-area table in its own instance's WebAssembly memory, grown as pictures need and reused. */
-export class SummedAreaTable {
+/**
+ * Pools jobs straight from a picture's pixels (see summed-area.c): each pass reads the rectangle
+ * its jobs' windows cover once, a band of rows at a time, and holds in its instance's memory its
+ * output (at most OUTPUT_BYTES), the band (about 256 KiB) and one running row; the memory grows
+ * as pictures need and is reused.
+ */
+export class SummedAreaSweep {
   private readonly memory: WebAssembly.Memory;
-  private readonly kernel: (pixels: number, width: number, rows: number, row: number) => void;
-  private readonly poolKernel: (table: number, width: number, height: number, jobs: number, count: number, mean: number, scale: number, sweep: number, next: number) => void;
-  /** Where the module's own data and stack end: the table goes after. */
+  private readonly begin: (sweep: number) => void;
+  private readonly rows: (sweep: number, pixels: number, rows: number) => void;
+  /** Where the module's own data and stack end: a pass lays out its records after. */
   private readonly base: number;
-  /** The table's width in pixels, and where pooling lays out its jobs (after the table). */
-  private tableWidth = 0;
-  private work = 0;
-  private views: { i32: Int32Array; f32: Float32Array } | undefined;
-  private tableLength = 0;
+  private views: { u8: Uint8Array; i32: Int32Array; f32: Float32Array; f64: Float64Array } | undefined;
 
   constructor(module: WebAssembly.Module) {
     const { exports } = new WebAssembly.Instance(module, {});
     this.memory = exports.memory as WebAssembly.Memory;
-    this.kernel = exports.summed_area_rows as SummedAreaTable['kernel'];
-    this.poolKernel = exports.pool_from_table as SummedAreaTable['poolKernel'];
+    this.begin = exports.sweep_begin as SummedAreaSweep['begin'];
+    this.rows = exports.sweep_rows as SummedAreaSweep['rows'];
     this.base = align((exports.__heap_base as WebAssembly.Global).value);
   }
 
-  /**
-   * The table of the `width` x `height` rectangle at (x, y) of `img` (integer pixels inside the
-   * picture, else a RangeError; an empty rectangle may lie anywhere): (height + 1) rows of
-   * (width + 1) * 3 Int32 sums, a view of this table's memory that the next call replaces. Sums
-   * are exact while 255 * width * height < 2^31 (the caller keeps larger pictures on Float64).
-   * The pixels go through a band of rows in the same memory, so the memory holds the table and
-   * about 256 KiB more, not a second copy of the picture.
-   */
-  compute(img: RgbImage, x: number, y: number, width: number, height: number): Int32Array {
-    // The band is copied with subarray, which clips silently: a rectangle reaching out of the
-    // picture would be summed from the previous band's bytes. An empty one reads nothing.
-    const inside = width === 0 || height === 0 || (x >= 0 && y >= 0 && x + width <= img.width && y + height <= img.height);
-    if (![x, y, width, height].every(Number.isInteger) || width < 0 || height < 0 || !inside) {
-      throw new RangeError(`summed-area table: rectangle ${width}x${height} at (${x}, ${y}) is not integer pixels inside the ${img.width}x${img.height} picture`);
-    }
-    const stride = (width + 1) * 3;
-    const sumsBytes = (height + 1) * stride * 4;
-    const rowBytes = width * 3;
-    const bandRows = Math.max(1, Math.min(height, Math.floor(BAND_BYTES / Math.max(1, rowBytes))));
-    // The table first (16-byte aligned), the band after it.
-    const sumsAt = this.base;
-    const bandAt = sumsAt + sumsBytes + SLACK;
-    const end = bandAt + bandRows * rowBytes + SLACK;
-    const pages = Math.ceil(end / PAGE) - this.memory.buffer.byteLength / PAGE;
-    if (pages > 0) this.memory.grow(pages);
-    const bytes = new Uint8Array(this.memory.buffer);
-    bytes.fill(0, sumsAt, sumsAt + stride * 4);
-    for (let top = 0; top < height; top += bandRows) {
-      const rows = Math.min(bandRows, height - top);
-      if (x === 0 && width === img.width) {
-        bytes.set(img.data.subarray((y + top) * rowBytes, (y + top + rows) * rowBytes), bandAt);
-      } else {
-        for (let r = 0; r < rows; r++) {
-          const from = ((y + top + r) * img.width + x) * 3;
-          bytes.set(img.data.subarray(from, from + rowBytes), bandAt + r * rowBytes);
-        }
-      }
-      this.kernel(bandAt, width, rows, sumsAt + (top + 1) * stride * 4);
-    }
-    this.tableWidth = width;
-    this.tableLength = sumsBytes / 4;
-    this.work = bandAt;
-    return new Int32Array(this.memory.buffer, sumsAt, sumsBytes / 4);
-  }
-
-  /** Bytes of this table's memory (it grows as pictures need and never shrinks). */
+  /** Bytes of this instance's memory (it grows as pictures need and never shrinks). */
   get bytes(): number {
     return this.memory.buffer.byteLength;
   }
 
-  /** A view of the last computed table (a grown memory leaves earlier views empty). */
-  table(): Int32Array {
-    return new Int32Array(this.memory.buffer, this.base, this.tableLength);
-  }
-
   /**
-   * Runs IntegralImage pooling jobs on the last computed table, whose top-left corner is picture
-   * pixel (originX, originY) and which is `height` rows high: each job's values are those of
-   * IntegralImage.poolPartInto on the same table, bit for bit. Every job must be `kernelJob`.
+   * Runs pooling jobs on `img` (picture coordinates): each job's values are those of
+   * IntegralImage.poolPartInto on the picture's table, bit for bit. Every job must be `kernelJob`
+   * and fit its array (AreaPooler.pool checks both).
    *
-   * The results go through the kernel's memory (where the band of pixels was) in calls of at
-   * most OUTPUT_BYTES of output each, so pooling adds about that much to the table's memory, not
-   * a whole pyramid (18 MB at 1080p and min face 20). A few jobs (a pyramid's levels) go down the
-   * table together, in stripes of table rows, each call pooling every level's rows in its stripe;
-   * many jobs (crops) are pooled in the order of their rows, as many a call as fit.
+   * In groups of at most OUTPUT_BYTES of output each. A few jobs (a pyramid's levels) go down the
+   * picture together, a group per stripe of their rows. Many jobs (crops) go in the order of their
+   * tops, as many a group as fit, and each group in passes over clusters of nearby crops: a pass
+   * reads the whole rectangle its jobs cover, and the crops of a crowded frame cover about half of
+   * it, scattered.
    */
-  pool(jobs: readonly PoolJob[], originX: number, originY: number, height: number, mean: number, scale: number): void {
-    if (jobs.length === 0) return;
-    const bands = (job: PoolJob, first: number, rows: number): Band => ({ job, first, rows, cols: job.part?.cols ?? job.outW });
-    if (jobs.length > SWEEP_JOBS) {
-      const ordered = [...jobs].sort((a, b) => a.y0 - b.y0);
-      let call: Band[] = [];
-      let bytes = 0;
-      for (const job of ordered) {
-        const band = bands(job, 0, job.part?.rows ?? job.outH);
-        const size = band.cols * band.rows * 12;
-        if (call.length > 0 && bytes + size > OUTPUT_BYTES) {
-          this.run(call, originX, originY, height, mean, scale, false);
-          call = [];
-          bytes = 0;
-        }
-        call.push(band);
-        bytes += size;
-      }
-      this.run(call, originX, originY, height, mean, scale, false);
+  pool(img: RgbImage, jobs: readonly PoolJob[], mean: number, scale: number): void {
+    const whole = (job: PoolJob): Band => ({ job, first: 0, rows: job.part?.rows ?? job.outH, cols: job.part?.cols ?? job.outW });
+    const bands = jobs.map(whole).filter((band) => band.rows > 0 && band.cols > 0);
+    if (bands.length === 0) return;
+    if (bands.length <= STRIPE_JOBS) {
+      for (const stripe of stripes(bands)) this.group(img, stripe, [stripe], mean, scale);
       return;
     }
-    // Stripes of table rows, each with about OUTPUT_BYTES of output; a job's output rows go to
-    // the stripe where their windows end (roughly: any split gives the same values).
-    const output = jobs.reduce((sum, job) => sum + cells(job) * 12, 0);
-    const stripes = Math.max(1, Math.ceil(output / OUTPUT_BYTES));
-    const done = jobs.map(() => 0);
-    for (let stripe = 1; stripe <= stripes; stripe++) {
-      const call: Band[] = [];
-      jobs.forEach((job, n) => {
-        const rows = job.part?.rows ?? job.outH;
-        const until = stripe === stripes ? rows : Math.min(rows, Math.max(done[n], Math.round((rows * stripe) / stripes)));
-        if (until > done[n]) call.push(bands(job, done[n], until - done[n]));
-        done[n] = until;
-      });
-      this.run(call, originX, originY, height, mean, scale, true);
+    const ordered = [...bands].sort((a, b) => a.job.y0 - b.job.y0);
+    let group: Band[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (group.length > 0) this.group(img, group, clusters(group, img), mean, scale);
+      group = [];
+      bytes = 0;
+    };
+    for (const band of ordered) {
+      const size = band.cols * band.rows * 12;
+      if (bytes + size > OUTPUT_BYTES) flush();
+      if (size > OUTPUT_BYTES) for (const stripe of stripes([band])) this.group(img, stripe, [stripe], mean, scale);
+      else {
+        group.push(band);
+        bytes += size;
+      }
     }
+    flush();
   }
 
   /**
-   * One kernel call: each band (rows first..first+rows-1 of a job's cells) is pooled into the
-   * kernel's memory as three planes of cols x rows, then copied to its place in the job's `dst`
-   * (at once for whole jobs that tile a range of one array, as a batch of crops does).
+   * One group: each band (rows first..first+rows-1 of a job's cells) is pooled into the kernel's
+   * memory as three planes of cols x rows, by one pass per set of `passes`, then copied to its
+   * place in the job's `dst` (at once for whole jobs that tile a range of one array, as a batch of
+   * crops does).
    */
-  private run(bands: readonly Band[], originX: number, originY: number, height: number, mean: number, scale: number, sweep: boolean): void {
-    const next = this.work;
-    const records = next + bands.length * 4;
-    let at = align(records + bands.length * JOB_BYTES);
+  private group(img: RgbImage, bands: readonly Band[], passes: readonly (readonly Band[])[], mean: number, scale: number): void {
+    let at = this.base;
     // Whole jobs of one array that tile a range of it share one output span and one copy.
     const spans = new Map<Float32Array, { start: number; end: number; bands: Band[]; at: number }>();
     for (const band of bands) {
@@ -219,34 +163,72 @@ export class SummedAreaTable {
         for (const band of span.bands) tiled.add(band);
       }
     }
+    const outputs = new Map<Band, number>();
+    for (const band of bands) {
+      const span = tiled.has(band) ? spans.get(band.job.dst) : undefined;
+      if (span) outputs.set(band, span.at + (band.job.offset - span.start) * 4);
+      else {
+        outputs.set(band, at);
+        at = align(at + band.cols * band.rows * 12);
+      }
+    }
+    for (const pass of passes) this.pass(img, pass, outputs, at, mean, scale);
+    const f32 = this.views!.f32;
+    for (const [dst, span] of spans) {
+      if (span.at >= 0) dst.set(f32.subarray(span.at / 4, span.at / 4 + span.end - span.start), span.start);
+    }
+    for (const band of bands) {
+      if (tiled.has(band)) continue;
+      const { job, first, rows, cols } = band;
+      const plane = cols * (job.part?.rows ?? job.outH);
+      for (let c = 0; c < 3; c++) {
+        const from = outputs.get(band)! / 4 + c * cols * rows;
+        job.dst.set(f32.subarray(from, from + cols * rows), job.offset + c * plane + first * cols);
+      }
+    }
+  }
+
+  /**
+   * One pass of the kernel over `bands`, whose outputs are at `outputs` in its memory, with its
+   * records and working memory from byte `at`: the rectangle their windows cover is copied in, a
+   * band of rows at a time, and swept.
+   */
+  private pass(img: RgbImage, bands: readonly Band[], outputs: ReadonlyMap<Band, number>, at: number, mean: number, scale: number): void {
+    const sweep = at;
+    const order = align(sweep + SWEEP_BYTES);
+    const live = order + bands.length * 4;
+    const records = align(live + bands.length * 4);
+    at = align(records + bands.length * JOB_BYTES);
     const layouts = bands.map((band) => {
       const { cols, rows, job } = band;
-      const span = tiled.has(band) ? spans.get(job.dst) : undefined;
-      let dst = span ? span.at + (job.offset - span.start) * 4 : -1;
-      if (dst < 0) {
-        dst = at;
-        at = align(at + cols * rows * 12);
-      }
+      const ring = Math.min(rows, 3 + Math.ceil(job.outH / job.srcH));
       const colInv = at;
       const rowK = colInv + cols * 8;
       const xs = rowK + rows * 8;
       const xe = xs + cols * 4;
       const ya = xe + cols * 4;
       const yb = ya + rows * 4;
-      at = align(yb + rows * 4);
-      return { band, colInv, rowK, xs, xe, ya, yb, dst, inSpan: span !== undefined };
+      const tops = align(yb + rows * 4);
+      at = tops + ring * cols * 16;
+      return { band, colInv, rowK, xs, xe, ya, yb, tops, ring };
     });
-    const pages = Math.ceil(at / PAGE) - this.memory.buffer.byteLength / PAGE;
+    const rowBytes = img.width * 3;
+    const sums = at;
+    const sumsBytes = (img.width + 1) * 16;
+    const pixels = align(sums + sumsBytes);
+    // A band: as many of the pass's rows as BAND_BYTES hold, at least one whole picture row.
+    const end = pixels + Math.max(BAND_BYTES, rowBytes) + SLACK;
+    const pages = Math.ceil(end / PAGE) - this.memory.buffer.byteLength / PAGE;
     if (pages > 0) this.memory.grow(pages);
     const buffer = this.memory.buffer;
     // A grown memory has a new buffer: views are made again only then.
-    if (this.views?.i32.buffer !== buffer) this.views = { i32: new Int32Array(buffer), f32: new Float32Array(buffer) };
-    const { i32, f32 } = this.views;
+    if (this.views?.i32.buffer !== buffer) this.views = { u8: new Uint8Array(buffer), i32: new Int32Array(buffer), f32: new Float32Array(buffer), f64: new Float64Array(buffer) };
+    const { u8, i32, f64 } = this.views;
     layouts.forEach((l, n) => {
       const { job, first, rows, cols } = l.band;
       const r = records / 4 + n * (JOB_BYTES / 4);
-      i32[r] = job.x0 - originX;
-      i32[r + 1] = job.y0 - originY;
+      i32[r] = job.x0;
+      i32[r + 1] = job.y0;
       i32[r + 2] = job.srcW;
       i32[r + 3] = job.srcH;
       i32[r + 4] = job.outW;
@@ -261,23 +243,117 @@ export class SummedAreaTable {
       i32[r + 13] = l.yb;
       i32[r + 14] = l.colInv;
       i32[r + 15] = l.rowK;
-      i32[r + 16] = l.dst;
-      i32[next / 4 + n] = 0;
+      i32[r + 16] = outputs.get(l.band)!;
+      i32[r + 17] = l.tops;
+      i32[r + 18] = l.ring;
     });
-    this.poolKernel(this.base, this.tableWidth, height, records, layouts.length, mean, scale, sweep ? 1 : 0, next);
-    for (const [dst, span] of spans) {
-      if (span.at >= 0) dst.set(f32.subarray(span.at / 4, span.at / 4 + span.end - span.start), span.start);
+    f64[sweep / 8] = mean * scale;
+    f64[sweep / 8 + 1] = scale;
+    const s = sweep / 4;
+    i32[s + 9] = img.width;
+    i32[s + 10] = img.height;
+    i32[s + 11] = bands.length;
+    i32[s + 14] = order;
+    i32[s + 15] = live;
+    i32[s + 16] = sums;
+    i32[s + 17] = records;
+    u8.fill(0, sums, sums + sumsBytes);
+    this.begin(sweep);
+    const [x0, x1, y0, y1] = [i32[s + 4], i32[s + 5], i32[s + 6], i32[s + 7]];
+    const width = (x1 - x0) * 3;
+    const passRows = Math.max(1, Math.floor(BAND_BYTES / Math.max(1, width)));
+    // A plain view: a Buffer's subarray costs several times more, once per row here.
+    const data = new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength);
+    for (let top = y0; top < y1; top += passRows) {
+      const rows = Math.min(passRows, y1 - top);
+      if (x0 === 0 && x1 === img.width) u8.set(data.subarray(top * rowBytes, (top + rows) * rowBytes), pixels);
+      else {
+        for (let r = 0, from = top * rowBytes + x0 * 3; r < rows; r++, from += rowBytes) u8.set(data.subarray(from, from + width), pixels + r * width);
+      }
+      this.rows(sweep, pixels, rows);
     }
-    for (const l of layouts) {
-      if (l.inSpan) continue;
-      const { job, first, rows, cols } = l.band;
-      const plane = cols * (job.part?.rows ?? job.outH);
-      for (let c = 0; c < 3; c++) {
-        const from = l.dst / 4 + c * cols * rows;
-        job.dst.set(f32.subarray(from, from + cols * rows), job.offset + c * plane + first * cols);
+  }
+}
+
+/**
+ * Sets of bands for one pass each: bands whose pictures rectangles lie close together share a
+ * pass. A pass reads every pixel of the rectangle covering its bands, so a band joins the set
+ * where that rectangle grows by the least, when it grows by less than the band's own area and
+ * PASS_PIXELS (about what a pass costs beyond its pixels); sets are then merged by the same rule.
+ */
+function clusters(bands: readonly Band[], img: { width: number; height: number }): Band[][] {
+  const sets: { rect: Rect; bands: Band[] }[] = [];
+  for (const band of bands) {
+    const rect = pictureRect(band.job, img);
+    let best = -1;
+    let bestGrowth = PASS_PIXELS;
+    sets.forEach((set, k) => {
+      const growth = area(union(set.rect, rect)) - area(set.rect) - area(rect);
+      if (growth < bestGrowth) {
+        best = k;
+        bestGrowth = growth;
+      }
+    });
+    if (best < 0) sets.push({ rect, bands: [band] });
+    else {
+      sets[best].rect = union(sets[best].rect, rect);
+      sets[best].bands.push(band);
+    }
+  }
+  for (let merged = true; merged; ) {
+    merged = false;
+    for (let a = 0; a < sets.length && !merged; a++) {
+      for (let b = a + 1; b < sets.length && !merged; b++) {
+        const rect = union(sets[a].rect, sets[b].rect);
+        if (area(rect) - area(sets[a].rect) - area(sets[b].rect) < PASS_PIXELS) {
+          sets[a] = { rect, bands: [...sets[a].bands, ...sets[b].bands] };
+          sets.splice(b, 1);
+          merged = true;
+        }
       }
     }
   }
+  return sets.map((set) => set.bands);
+}
+
+/** About what a pass costs beyond its pixels (records, calls, copies), in pixels' worth. */
+const PASS_PIXELS = 4096;
+
+interface Rect {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
+/** The rectangle of the picture a whole job reads (its source clipped to the picture). */
+function pictureRect(job: PoolJob, img: { width: number; height: number }): Rect {
+  const clip = (v: number, hi: number) => Math.min(hi, Math.max(0, v));
+  return { x1: clip(job.x0, img.width), y1: clip(job.y0, img.height), x2: clip(job.x0 + job.srcW, img.width), y2: clip(job.y0 + job.srcH, img.height) };
+}
+
+const area = (r: Rect) => (r.x2 - r.x1) * (r.y2 - r.y1);
+const union = (a: Rect, b: Rect): Rect => ({ x1: Math.min(a.x1, b.x1), y1: Math.min(a.y1, b.y1), x2: Math.max(a.x2, b.x2), y2: Math.max(a.y2, b.y2) });
+
+/**
+ * Bands of at most about OUTPUT_BYTES of output each, covering every row of every band given:
+ * stripe k holds each band's k-th share of its rows, so the stripes go down the picture in turn.
+ */
+function stripes(bands: readonly Band[]): Band[][] {
+  const output = bands.reduce((sum, band) => sum + band.cols * band.rows * 12, 0);
+  const count = Math.max(1, Math.ceil(output / OUTPUT_BYTES));
+  const done = bands.map(() => 0);
+  const out: Band[][] = [];
+  for (let stripe = 1; stripe <= count; stripe++) {
+    const pass: Band[] = [];
+    bands.forEach((band, n) => {
+      const until = stripe === count ? band.rows : Math.min(band.rows, Math.max(done[n], Math.round((band.rows * stripe) / count)));
+      if (until > done[n]) pass.push({ job: band.job, first: band.first + done[n], rows: until - done[n], cols: band.cols });
+      done[n] = until;
+    });
+    if (pass.length > 0) out.push(pass);
+  }
+  return out;
 }
 
 /** Rows first..first+rows-1 of a job's output cells (all of them for a whole job). */
@@ -300,14 +376,30 @@ function cells(job: PoolJob): number {
  */
 const KERNEL_LIMIT = 2 ** 24;
 
+/** Most pixels a window may hold in the kernel: its int32 sums are exact below 2^31 / 255. */
+const KERNEL_WINDOW_PIXELS = 8_000_000;
+
 /**
  * Whether the kernel can run `job`: integer coordinates and sizes of at most 2^24, output sizes
- * of at least 1, a part from a cell (col, row) >= 0 of no negative size: the kernel's integer
- * division truncates, where the JavaScript loop floors a negative quotient (IntegralImage runs
- * any other job with its JavaScript loop).
+ * of at least 1, a part from a cell (col, row) >= 0 of no negative size (the kernel's integer
+ * division truncates, where the JavaScript loop floors a negative quotient), and windows of at
+ * most 8 million pixels (a picture's whole area pooled to one cell would overflow its sums).
+ * IntegralImage runs any other job with its JavaScript loop.
  */
 export function kernelJob(job: PoolJob): boolean {
   const { x0, y0, srcW, srcH, outW, outH, part } = job;
-  const values = [x0, y0, srcW, srcH, outW, outH, part?.col ?? 0, part?.row ?? 0, part?.cols ?? 1, part?.rows ?? 1];
-  return values.every((v) => Number.isInteger(v) && Math.abs(v) <= KERNEL_LIMIT) && outW >= 1 && outH >= 1 && srcW >= 1 && srcH >= 1 && values.slice(6).every((v) => v >= 0);
+  const size = (v: number) => Number.isInteger(v) && v >= 1 && v <= KERNEL_LIMIT;
+  const cell = (v: number) => Number.isInteger(v) && v >= 0 && v <= KERNEL_LIMIT;
+  return (
+    Number.isInteger(x0) &&
+    Number.isInteger(y0) &&
+    Math.abs(x0) <= KERNEL_LIMIT &&
+    Math.abs(y0) <= KERNEL_LIMIT &&
+    size(srcW) &&
+    size(srcH) &&
+    size(outW) &&
+    size(outH) &&
+    (!part || (cell(part.col) && cell(part.row) && cell(part.cols) && cell(part.rows))) &&
+    (Math.ceil(srcW / outW) + 1) * (Math.ceil(srcH / outH) + 1) <= KERNEL_WINDOW_PIXELS
+  );
 }

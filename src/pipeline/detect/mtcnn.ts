@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { IntegralImage, type PixelRect, type PoolJob } from '../../image/integral.js';
+import { AreaPooler } from '../../image/area-pooler.js';
+import type { PoolJob } from '../../image/integral.js';
 import { SummedAreaModule } from '../../image/summed-area-wasm.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
@@ -33,12 +34,12 @@ export interface DetectTimings {
   calls: number;
   images: number;
   totalMs: number;
-  integralMs: number;
+  /** Pooling the P-Net pyramid levels out of the pictures. */
   pyramidMs: number;
   pnetMs: number;
   rnetMs: number;
   onetMs: number;
-  /** Area-averaging the R-Net and O-Net crops out of the integral image. */
+  /** Area-averaging the R-Net and O-Net crops out of the pictures. */
   cropMs: number;
   /** Reading candidates out of the nets' outputs, NMS, regression, squaring. */
   nmsMs: number;
@@ -48,13 +49,11 @@ export interface DetectTimings {
 }
 
 export function emptyDetectTimings(): DetectTimings {
-  return { calls: 0, images: 0, totalMs: 0, integralMs: 0, pyramidMs: 0, pnetMs: 0, rnetMs: 0, onetMs: 0, cropMs: 0, nmsMs: 0, rnetCandidates: 0, onetCandidates: 0 };
+  return { calls: 0, images: 0, totalMs: 0, pyramidMs: 0, pnetMs: 0, rnetMs: 0, onetMs: 0, cropMs: 0, nmsMs: 0, rnetCandidates: 0, onetCandidates: 0 };
 }
 
 interface Stage2Candidate extends Candidate {
   image: number;
-  /** The summed-area table the candidate's crops are pooled from (its window's, or the picture's). */
-  source: IntegralImage;
   landmarks?: Point[];
 }
 
@@ -101,28 +100,6 @@ interface LevelTask {
   request: number;
   window: SearchWindow;
   level: PyramidLevel;
-  source: IntegralImage;
-}
-
-/**
- * The picture rectangle a window's summed-area table must cover: the window with a margin of half
- * its shorter side (R-Net and O-Net crops of faces near its edge reach past it), and every picture
- * pixel its whole-picture level parts pool from.
- */
-function summedRegion(window: SearchWindow, levels: readonly PyramidLevel[], picture: { width: number; height: number }): PixelRect {
-  const margin = Math.ceil(Math.min(window.width, window.height) / 2);
-  let x1 = window.x - margin;
-  let y1 = window.y - margin;
-  let x2 = window.x + window.width + margin;
-  let y2 = window.y + window.height + margin;
-  for (const { part, width, height } of levels) {
-    if (!part) continue;
-    x1 = Math.min(x1, Math.floor((part.col * picture.width) / part.levelWidth));
-    y1 = Math.min(y1, Math.floor((part.row * picture.height) / part.levelHeight));
-    x2 = Math.max(x2, Math.ceil(((part.col + width) * picture.width) / part.levelWidth));
-    y2 = Math.max(y2, Math.ceil(((part.row + height) * picture.height) / part.levelHeight));
-  }
-  return { x: x1, y: y1, width: x2 - x1, height: y2 - y1 };
 }
 
 /** The pooling that makes a level task's P-Net input plane, at dst[offset]. */
@@ -144,9 +121,8 @@ function levelJob(task: LevelTask, image: RgbImage, dst: Float32Array, offset: n
  */
 export class MtcnnDetector {
   readonly timings: DetectTimings = emptyDetectTimings();
-  private readonly freeIntegrals: IntegralImage[] = [];
-  /** The summed-area tables' WebAssembly kernels, compiled once per detector. */
-  private readonly summedArea = SummedAreaModule.load();
+  /** The pyramid levels and the crops, pooled by a WebAssembly kernel compiled once per detector. */
+  private readonly pooler = new AreaPooler(SummedAreaModule.load());
   private readonly buffers = new BatchBuffers();
 
   constructor(
@@ -156,9 +132,9 @@ export class MtcnnDetector {
     readonly options: MtcnnOptions = MTCNN_DEFAULTS,
   ) {}
 
-  /** Bytes the free summed-area tables hold (each keeps the memory of the largest picture it held). */
-  get tableBytes(): number {
-    return this.freeIntegrals.reduce((sum, table) => sum + table.capacity, 0);
+  /** Bytes the pooling kernel's memory holds (it keeps the size of the largest pass it ran). */
+  get poolerBytes(): number {
+    return this.pooler.bytes;
   }
 
   static async load(runtime: ModelRuntime, options: Partial<MtcnnOptions> = {}): Promise<MtcnnDetector> {
@@ -188,30 +164,22 @@ export class MtcnnDetector {
     const opts = overrides ? { ...this.options, ...overrides } : this.options;
     const t = this.timings;
     const start = performance.now();
-    const integrals: IntegralImage[] = [];
     const borrowed: Float32Array[] = [];
     try {
-      const mark = performance.now();
       const tasks: LevelTask[] = [];
-      const seeds: { box: Box; image: number; source: IntegralImage }[] = [];
+      const seeds: { box: Box; image: number }[] = [];
       requests.forEach((req, r) => {
         for (const window of req.windows) {
-          const whole = window.x <= 0 && window.y <= 0 && window.width >= req.image.width && window.height >= req.image.height;
           const levels = window.levels ?? pyramidLevels(window.width, window.height, opts.minFaceSize, opts.scaleFactor);
-          const region = whole ? undefined : summedRegion(window, levels, req.image);
-          const source = this.takeIntegral(req.image, region);
-          integrals.push(source);
-          source.compute(req.image, region);
-          for (const level of levels) tasks.push({ request: r, window, level, source });
-          if (window.seed) seeds.push({ box: window.seed, image: r, source });
+          for (const level of levels) tasks.push({ request: r, window, level });
+          if (window.seed) seeds.push({ box: window.seed, image: r });
         }
       });
-      t.integralMs += performance.now() - mark;
 
       const proposals = await this.propose(requests, tasks, opts, borrowed);
       const refined = await this.refine(proposals, requests, opts, borrowed);
       for (const seed of seeds) {
-        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image, source: seed.source };
+        const c: Stage2Candidate = { x1: seed.box[0], y1: seed.box[1], x2: seed.box[2], y2: seed.box[3], score: 1, dx1: 0, dy1: 0, dx2: 0, dy2: 0, image: seed.image };
         square(c);
         refined.push(c);
       }
@@ -221,27 +189,8 @@ export class MtcnnDetector {
       t.totalMs += performance.now() - start;
       return results;
     } finally {
-      this.freeIntegrals.push(...integrals);
       this.buffers.give(borrowed);
     }
-  }
-
-  /**
-   * A free summed-area table for `region` of `image` (the whole picture without one): the
-   * smallest that holds it without growing, else the largest. A table keeps the memory of the
-   * largest picture it ever held, so whole frames go to the tables that already hold whole
-   * frames, and the small windows around tracked faces do not each grow one to a frame's size.
-   */
-  private takeIntegral(image: RgbImage, region?: PixelRect): IntegralImage {
-    const needed = IntegralImage.bytes(image, region);
-    let best = -1;
-    this.freeIntegrals.forEach((table, k) => {
-      if (best < 0) best = k;
-      const c = table.capacity;
-      const b = this.freeIntegrals[best].capacity;
-      if (c >= needed ? b < needed || c < b : b < needed && c > b) best = k;
-    });
-    return best < 0 ? new IntegralImage(this.summedArea) : this.freeIntegrals.splice(best, 1)[0];
   }
 
   /** Stage 1: P-Net on every level of every window, one batch per distinct level size. */
@@ -298,11 +247,11 @@ export class MtcnnDetector {
       });
       scanning += performance.now() - mark;
     };
-    // Every level of a window is pooled in one call (the kernel reads the table once for all of
+    // Every level of a picture is pooled in one call (the kernel reads the pixels once for all of
     // them); P-Net then runs once per level size, and each output is scanned when it arrives (on
     // the inference thread, while P-Net runs on the next).
     const pnetStart = performance.now();
-    const jobsBySource = new Map<IntegralImage, PoolJob[]>();
+    const jobsByImage = new Map<number, PoolJob[]>();
     const groupList = [...groups.values()];
     const batches = groupList.map((members) => {
       const { width, height } = members[0].level;
@@ -310,13 +259,13 @@ export class MtcnnDetector {
       const batch = this.buffers.take(members.length * 3 * plane);
       members.forEach((task, k) => {
         const job = levelJob(task, requests[task.request].image, batch, k * 3 * plane);
-        const jobs = jobsBySource.get(task.source);
+        const jobs = jobsByImage.get(task.request);
         if (jobs) jobs.push(job);
-        else jobsBySource.set(task.source, [job]);
+        else jobsByImage.set(task.request, [job]);
       });
       return batch;
     });
-    for (const [source, jobs] of jobsBySource) source.pool(jobs, MEAN, SCALE);
+    for (const [r, jobs] of jobsByImage) this.pooler.pool(requests[r].image, jobs, MEAN, SCALE);
     const pooling = performance.now() - pnetStart;
     const runs = groupList.map((members, k) => {
       const { width, height } = members[0].level;
@@ -326,10 +275,10 @@ export class MtcnnDetector {
     t.pyramidMs += pooling;
     t.pnetMs += performance.now() - pnetStart - pooling - scanning;
     const scanStart = performance.now() - scanning;
-    const perRequest: (Candidate & { source: IntegralImage })[][] = requests.map(() => []);
+    const perRequest: Candidate[][] = requests.map(() => []);
     for (const task of tasks) {
       const list = found.get(task);
-      if (list) for (const c of list) perRequest[task.request].push({ ...c, source: task.source });
+      if (list) perRequest[task.request].push(...list);
     }
     const out: Stage2Candidate[] = [];
     perRequest.forEach((cands, image) => {
@@ -351,7 +300,7 @@ export class MtcnnDetector {
     const plane = size * size;
     const batch = this.buffers.take(cands.length * 3 * plane);
     const used: Stage2Candidate[] = [];
-    const jobs = new Map<IntegralImage, PoolJob[]>();
+    const jobs = new Map<number, PoolJob[]>();
     for (const c of cands) {
       const { width: w, height: h } = requests[c.image].image;
       // 1-based inclusive pixel box, as the reference's pad(): x = trunc(x1) .. ex = trunc(x2).
@@ -369,12 +318,12 @@ export class MtcnnDetector {
       const srcH = ey - y + 1;
       if (srcW <= 0 || srcH <= 0) continue;
       const job: PoolJob = { x0: x - 1, y0: y - 1, srcW, srcH, outW: size, outH: size, dst: batch, offset: used.length * 3 * plane };
-      const list = jobs.get(c.source);
+      const list = jobs.get(c.image);
       if (list) list.push(job);
-      else jobs.set(c.source, [job]);
+      else jobs.set(c.image, [job]);
       used.push(c);
     }
-    for (const [source, list] of jobs) source.pool(list, MEAN, SCALE);
+    for (const [image, list] of jobs) this.pooler.pool(requests[image].image, list, MEAN, SCALE);
     return { batch: used.length === cands.length ? batch : batch.subarray(0, used.length * 3 * plane), used };
   }
 
@@ -397,7 +346,7 @@ export class MtcnnDetector {
     used.forEach((c, k) => {
       const score = prob[k * 2 + 1];
       if (!(score > opts.thresholds[1])) return;
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source };
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image };
       const list = byImage.get(c.image);
       if (list) list.push(next);
       else byImage.set(c.image, [next]);
@@ -439,7 +388,7 @@ export class MtcnnDetector {
       const h = c.y2 - c.y1 + 1;
       const landmarks: Point[] = [];
       for (let p = 0; p < 5; p++) landmarks.push([w * lm[k * 10 + p] + c.x1 - 1, h * lm[k * 10 + 5 + p] + c.y1 - 1]);
-      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, source: c.source, landmarks };
+      const next: Stage2Candidate = { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score, dx1: reg[k * 4], dy1: reg[k * 4 + 1], dx2: reg[k * 4 + 2], dy2: reg[k * 4 + 3], image: c.image, landmarks };
       regress(next, 1);
       const list = byImage.get(c.image);
       if (list) list.push(next);
