@@ -1,8 +1,9 @@
 import type { AttributeModelSpec } from '../../models/manifest.js';
 import { attributeSpec } from '../../models/manifest.js';
-import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
+import type { ModelRuntime, OnnxModel, OutputTensor } from '../../models/runtime.js';
 import { cropTransform } from '../align/crop.js';
 import { normalisationOf, warpInto } from '../align/warp.js';
+import { BatchBuffers } from '../batch-buffers.js';
 import type { FaceInPicture } from '../embed/embedder.js';
 
 /**
@@ -53,6 +54,8 @@ export function faceAttributes(rawAge: number, rawGender: number): FaceAttribute
 
 /** One SSR-Net model: crops, batches, decodes. */
 export class SsrNet {
+  private readonly buffers = new BatchBuffers(8 * 2 ** 20);
+
   constructor(
     private readonly model: OnnxModel,
     readonly spec: AttributeModelSpec,
@@ -67,9 +70,15 @@ export class SsrNet {
     const [w, h] = this.spec.crop.size;
     const per = 3 * w * h;
     const norm = normalisationOf(this.spec.input);
-    const batch = new Float32Array(items.length * per);
+    const batch = this.buffers.take(items.length * per);
     items.forEach((it, k) => warpInto(it.image, cropTransform(this.spec.crop, it.face, it.image.width, it.image.height), w, h, batch, k * per, norm));
-    const out = await this.model.run(batch, [items.length, 3, h, w]);
+    const returned: Float32Array[] = [];
+    let out: Record<string, OutputTensor>;
+    try {
+      out = await this.model.run(batch, [items.length, 3, h, w], (b) => returned.push(b));
+    } finally {
+      this.buffers.give(returned);
+    }
     const names = this.spec.outputs.map((o) => o.name);
     const widths = this.spec.outputs.map((o) => Number(o.shape[o.shape.length - 1]));
     return items.map((_, k) => {

@@ -5,7 +5,7 @@ import { SummedAreaModule } from '../../image/summed-area-wasm.js';
 import type { Box, Point, RgbImage } from '../../image/types.js';
 import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
 import { nms, regress, square, type Candidate } from './boxes.js';
-import { BatchBuffers } from './buffers.js';
+import { BatchBuffers } from '../batch-buffers.js';
 import { pyramidLevels, type PyramidLevel } from './pyramid.js';
 
 export interface DetectedFace {

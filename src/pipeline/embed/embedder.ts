@@ -5,6 +5,7 @@ import type { ModelRuntime, OnnxModel } from '../../models/runtime.js';
 import { FacestreamError } from '../../errors.js';
 import { cropTransform, type FaceGeometry } from '../align/crop.js';
 import { normalisationOf, warpInto, type InputNormalisation } from '../align/warp.js';
+import { BatchBuffers } from '../batch-buffers.js';
 import { l2normalize } from './vector.js';
 
 export interface FaceInPicture {
@@ -27,6 +28,7 @@ export class Embedder {
   readonly timings: EmbedTimings = { faces: 0, alignMs: 0, inferMs: 0 };
   readonly dimension: number;
   private readonly norm: InputNormalisation;
+  private readonly buffers = new BatchBuffers(16 * 2 ** 20);
 
   constructor(
     private readonly model: OnnxModel,
@@ -104,14 +106,20 @@ export class Embedder {
     for (let start = 0; start < count; start += this.maxBatch) {
       const n = Math.min(this.maxBatch, count - start);
       let mark = performance.now();
-      const batch = new Float32Array(n * per);
+      // Every value of the batch is written: each face fills its whole crop.
+      const batch = this.buffers.take(n * per);
       for (let k = 0; k < n; k++) fill(start + k, batch, k * per);
       this.timings.alignMs += performance.now() - mark;
       mark = performance.now();
-      const result = await this.model.run(batch, [n, 3, h, w]);
-      this.timings.inferMs += performance.now() - mark;
-      const data = result[this.spec.outputs[0].name].data as Float32Array;
-      for (let k = 0; k < n; k++) out.push(l2normalize(data.slice(k * this.dimension, (k + 1) * this.dimension)));
+      const returned: Float32Array[] = [];
+      try {
+        const result = await this.model.run(batch, [n, 3, h, w], (b) => returned.push(b));
+        this.timings.inferMs += performance.now() - mark;
+        const data = result[this.spec.outputs[0].name].data as Float32Array;
+        for (let k = 0; k < n; k++) out.push(l2normalize(data.slice(k * this.dimension, (k + 1) * this.dimension)));
+      } finally {
+        this.buffers.give(returned);
+      }
     }
     this.timings.faces += count;
     return out;

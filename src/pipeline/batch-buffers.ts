@@ -1,7 +1,8 @@
 /**
- * Reuses the detector's input batches from frame to frame. A 1080p frame needs ~25 MB of float
- * batches (pyramid levels, R-Net and O-Net crops); allocating them anew each frame made V8 run a
- * full garbage collection every frame or two (external memory pressure), ~20% of the JavaScript time.
+ * Reuses model input batches from frame to frame. A 1080p frame needs ~25 MB of float batches
+ * (pyramid levels, R-Net and O-Net crops, aligned faces); allocating them anew each frame made V8
+ * run a full garbage collection every frame or two (external memory pressure), ~20% of the
+ * JavaScript time.
  */
 export class BatchBuffers {
   private readonly free: ArrayBuffer[] = [];
