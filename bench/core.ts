@@ -8,11 +8,16 @@
  *   batch sizes.
  * - The share of wall time spent inside onnxruntime (OnnxModel.timing) for detect+embed.
  *
+ * The video part runs in the two configurations facestream runs models in: 'inference thread'
+ * (the main thread's detector, onnxruntime on its inference thread with runtime.intraOpThreads:
+ * the CLI and the REST API) and 'analysis worker' (onnxruntime on the detector's own thread with
+ * pipeline.workerThreads intra-op threads, one such worker per core: live streams).
+ *
  * Options: --frames N (per clip, default 30), --lfw N (pictures, default 256; a quarter for models
  * slower than 20 ms per face), --models a,b (embedding models, default all in the manifest),
- * --batches 1,8,32 (LFW batch sizes), --skip-video, --skip-lfw, --inference-thread on|off
- * (runtime.inferenceThread; off: onnxruntime on the detector's own thread, as in the analysis
- * workers of the live pipeline).
+ * --batches 1,8,32 (LFW batch sizes), --skip-video, --skip-lfw, --inference-thread on|off (one
+ * configuration only: on, 'inference thread'; off, 'analysis worker'), --intra-op-threads N (for
+ * the configurations run, instead of their own).
  * This machine is shared and noisy: compare figures from one run, and look at min and median.
  */
 import { spawnSync } from 'node:child_process';
@@ -42,8 +47,9 @@ interface Options {
   batches: number[];
   skipVideo: boolean;
   skipLfw: boolean;
-  /** runtime.inferenceThread: 'off' runs onnxruntime on the detector's own thread, as the analysis workers do. */
+  /** One configuration only: true, 'inference thread'; false, 'analysis worker'. Both by default. */
   inferenceThread?: boolean;
+  intraOpThreads?: number;
 }
 
 function parseArgs(args: string[]): Options {
@@ -59,6 +65,10 @@ function parseArgs(args: string[]): Options {
       const v = value();
       if (v !== 'on' && v !== 'off') throw new Error(`--inference-thread takes on or off, not ${v}`);
       opts.inferenceThread = v === 'on';
+    } else if (a === '--intra-op-threads') {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 1) throw new Error(`--intra-op-threads takes a whole number of at least 1, not ${v}`);
+      opts.intraOpThreads = v;
     }
     else throw new Error(`unknown option ${a} (see bench/core.ts)`);
   });
@@ -260,34 +270,41 @@ export async function run(args: string[]): Promise<void> {
   const config = loadConfig({ env: { ...process.env, FACESTREAM_LOG_LEVEL: process.env.FACESTREAM_LOG_LEVEL ?? 'warn' } });
   const logger = createLogger(config.logLevel);
   const manifest = loadManifest(config.models.manifest ?? BUNDLED_MANIFEST);
-  const runtimeConfig = { ...config.runtime, inferenceThread: opts.inferenceThread ?? config.runtime.inferenceThread };
-  const runtime = new ModelRuntime(new ModelStore(manifest, path.resolve(config.models.dir)), runtimeConfig, logger);
   const modelIds = opts.models ?? Object.entries(manifest.models).filter(([, s]) => s.task === 'embedding').map(([id]) => id);
-
-  const detector = await MtcnnDetector.load(runtime, { scaleFactor: config.detector.scaleFactor, thresholds: config.detector.thresholds });
-  const embedders = await Promise.all(
-    modelIds.map(async (id) => ({ embedder: await Embedder.load(runtime, id, config.embedding.maxBatch), model: await runtime.load(id) })),
-  );
-  const attributes = await AttributeEstimator.load(runtime, config.attributes.ageModel, config.attributes.genderModel);
-  const detectModels = (await runtime.models()).filter((m) => m.id.startsWith('mtcnn-'));
+  const configurations = [
+    { name: 'inference thread', runtime: { ...config.runtime, inferenceThread: true, intraOpThreads: opts.intraOpThreads ?? config.runtime.intraOpThreads } },
+    { name: 'analysis worker', runtime: { ...config.runtime, inferenceThread: false, intraOpThreads: opts.intraOpThreads ?? config.pipeline.workerThreads } },
+  ].filter((c) => opts.inferenceThread === undefined || c.runtime.inferenceThread === opts.inferenceThread);
 
   const setup = {
-    executionProvider: runtime.executionProvider,
-    intraOpThreads: config.runtime.intraOpThreads,
+    executionProvider: config.runtime.executionProviders.join(', '),
+    configurations: configurations.map((c) => ({ name: c.name, intraOpThreads: c.runtime.intraOpThreads, inferenceThread: c.runtime.inferenceThread })),
     interOpThreads: config.runtime.interOpThreads,
     spinning: config.runtime.spinning,
     graphOptimization: config.runtime.graphOptimization,
-    inferenceThread: runtimeConfig.inferenceThread,
     embeddingMaxBatch: config.embedding.maxBatch,
     detectorBatches: 'P-Net: one run per pyramid level; R-Net and O-Net: every candidate of the frame in one batch',
     thresholds: config.detector.thresholds,
     scaleFactor: config.detector.scaleFactor,
   };
   const m = machineInfo();
+  const described = configurations.map((c) => `'${c.name}' (${c.runtime.intraOpThreads} intra-op thread${c.runtime.intraOpThreads === 1 ? '' : 's'}, ${c.runtime.inferenceThread ? 'onnxruntime on the inference thread: CLI and REST' : "onnxruntime on the detector's thread: each analysis worker of live streams"})`);
   process.stdout.write(
-    `core benchmark: ${m.cpu}, ${m.cores} cores, node ${m.node}; onnxruntime ${setup.executionProvider} provider, ${setup.intraOpThreads} intra-op threads, spinning ${setup.spinning ? 'on' : 'off'}, graph optimisation ${setup.graphOptimization}, ${setup.inferenceThread ? 'on its inference thread' : 'on the detector thread (as in the analysis workers)'}\n` +
+    `core benchmark: ${m.cpu}, ${m.cores} cores, node ${m.node}; onnxruntime providers ${setup.executionProvider}, spinning ${setup.spinning ? 'on' : 'off'}, graph optimisation ${setup.graphOptimization}; configurations ${described.join(' and ')}\n` +
       `batches: ${setup.detectorBatches}; embeddings: all faces of a frame, up to ${setup.embeddingMaxBatch} per run\n`,
   );
+
+  /** A runtime of `runtimeConfig` with the detector, the embedders and age/gender loaded. */
+  const load = async (runtimeConfig: typeof config.runtime) => {
+    const runtime = new ModelRuntime(new ModelStore(manifest, path.resolve(config.models.dir)), runtimeConfig, logger);
+    const detector = await MtcnnDetector.load(runtime, { scaleFactor: config.detector.scaleFactor, thresholds: config.detector.thresholds });
+    const embedders = await Promise.all(
+      modelIds.map(async (id) => ({ embedder: await Embedder.load(runtime, id, config.embedding.maxBatch), model: await runtime.load(id) })),
+    );
+    const attributes = await AttributeEstimator.load(runtime, config.attributes.ageModel, config.attributes.genderModel);
+    const detectModels = (await runtime.models()).filter((model) => model.id.startsWith('mtcnn-'));
+    return { runtime, detector, embedders, attributes, detectModels };
+  };
 
   const result: Record<string, unknown> = { setup };
   if (!opts.skipVideo) {
@@ -299,24 +316,35 @@ export async function run(args: string[]): Promise<void> {
     const detectRows: Row[] = [];
     const pipelineRows: Row[] = [];
     const raw: unknown[] = [];
-    for (const [name, file, w, h, minFace] of clips) {
-      const r = await benchVideo(name, file, w, h, minFace, opts, detector, detectModels, embedders, attributes);
-      detectRows.push(r.detectRow);
-      pipelineRows.push(...r.pipelineRows);
-      raw.push(r.raw);
+    for (const c of configurations) {
+      const { runtime, detector, embedders, attributes, detectModels } = await load(c.runtime);
+      try {
+        for (const [name, file, w, h, minFace] of clips) {
+          const r = await benchVideo(name, file, w, h, minFace, opts, detector, detectModels, embedders, attributes);
+          detectRows.push({ configuration: c.name, ...r.detectRow });
+          pipelineRows.push(...r.pipelineRows.map((row) => ({ configuration: c.name, ...row })));
+          raw.push({ configuration: c.name, ...r.raw });
+        }
+      } finally {
+        await runtime.close();
+      }
     }
     printTable('Detection per frame (ms; stage columns are medians)', detectRows);
     printTable('Detection + alignment + embedding + age/gender per frame (ms)', pipelineRows);
     result.video = raw;
   }
   if (!opts.skipLfw) {
-    const { pictures, decodeMs } = await lfwPictures(opts.lfw, config.limits);
-    const arc = manifest.models['arcface-mbf-112'];
-    const template = arc.task === 'embedding' && arc.crop.method === 'similarity' ? (arc.crop.template as Point[]) : [];
-    const rows = await benchLfw(pictures, decodeMs, embedders, template, opts);
-    printTable('LFW pictures: decode, align, embed', rows);
-    result.lfw = rows;
+    const { runtime, embedders } = await load(configurations[0].runtime);
+    try {
+      const { pictures, decodeMs } = await lfwPictures(opts.lfw, config.limits);
+      const arc = manifest.models['arcface-mbf-112'];
+      const template = arc.task === 'embedding' && arc.crop.method === 'similarity' ? (arc.crop.template as Point[]) : [];
+      const rows = await benchLfw(pictures, decodeMs, embedders, template, opts);
+      printTable('LFW pictures: decode, align, embed', rows);
+      result.lfw = rows;
+    } finally {
+      await runtime.close();
+    }
   }
   writeResult('core', result);
-  await runtime.close();
 }
