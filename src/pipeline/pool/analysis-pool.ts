@@ -184,7 +184,7 @@ export class AnalysisPool implements FrameAnalysis {
     const sent = requests.map((r) => ({ ...r, frame: this.share(r.frame) as FrameDetectRequest['frame'] }));
     // Only when no job waits for a worker (the workers may still both be busy: the parts then
     // start as each one frees up): when work already waits, a split would only add the second
-    // part's summed-area table and the faces both parts find to what the workers must do.
+    // part's pass over the picture and the faces both parts find to what the workers must do.
     const split = this.queue.length === 0 && this.opts.keyframeSplitPixels ? splitKeyframes(sent, Math.min(this.concurrency, 2), this.opts.keyframeSplitPixels, this.scaleFactor) : undefined;
     if (!split) return this.detectOn(sent);
     this.stats.splitDetections++;

@@ -1,7 +1,7 @@
 /**
  * An analysis worker: a FaceAnalyzer of its own (onnxruntime sessions run synchronously on this
- * thread) and the JavaScript of detection (summed-area tables, pyramids, crops, candidate scans,
- * NMS), motion masks and face alignment. Frames arrive on SharedArrayBuffers, so nothing is
+ * thread) and the JavaScript and WebAssembly of detection (pyramid and crop pooling, candidate
+ * scans, NMS), motion masks and face alignment. Frames arrive on SharedArrayBuffers, so nothing is
  * copied. Messages: see protocol.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';

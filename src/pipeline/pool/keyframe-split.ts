@@ -20,8 +20,7 @@ export interface SplitDetection {
  * splitting (no such keyframe, or fewer than two parts).
  *
  * A keyframe whose pyramid (minFaceSize, `scaleFactor`: config detector.scaleFactor) has fewer
- * levels than `parts` is not split: a part with no level finds nothing, yet would still compute
- * the whole picture's summed-area table (about 2 ms at 1080p) and hold a worker for it.
+ * levels than `parts` is not split: a part with no level finds nothing, yet would hold a worker.
  *
  * 'full' mode is never split: it keeps the reference cascade, whose NMS sees every level at once.
  *
