@@ -310,6 +310,30 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     }
   });
 
+  it("refuses a picture whose pixels do not fill its size, rather than pool the kernel's leftovers of an earlier picture", () => {
+    const pooler = new AreaPooler(kernel);
+    const job = (): PoolJob => ({ x0: 0, y0: 0, srcW: 64, srcH: 64, outW: 4, outH: 4, dst: new Float32Array(48).fill(NaN), offset: 0 });
+    // An earlier picture, all bright, leaves its pixels in the kernel's memory.
+    pooler.pool({ width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(200) }, [job()], 0, 1);
+    const bad: [string, RgbImage][] = [
+      ['10 rows of 64', { width: 64, height: 64, data: new Uint8Array(10 * 64 * 3) }],
+      ['one byte short', { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3 - 1) }],
+      ['a fractional width', { width: 10.5, height: 4, data: new Uint8Array(200) }],
+      ['a negative height', { width: 3, height: -4, data: new Uint8Array(0) }],
+      ['a NaN width', { width: NaN, height: 4, data: new Uint8Array(0) }],
+    ];
+    for (const [what, img] of bad) {
+      const dst = job();
+      expect(() => pooler.pool(img, [dst], 0, 1), what).toThrow(RangeError);
+      expect(() => new IntegralImage().compute(img), what).toThrow(RangeError);
+      expect(dst.dst.every(Number.isNaN), `${what}: nothing pooled`).toBe(true);
+    }
+    // A picture with more bytes than it needs (a row of a larger buffer, say) is pooled as its size says.
+    const long = randomImage(64, 65, 28);
+    const fits = { width: 64, height: 64, data: long.data };
+    expectSameArrays(poolBoth(fits, [job()], pooler), 'longer data');
+  });
+
   it('pools with the JavaScript loop alone when given no kernel', () => {
     const img = randomImage(50, 40, 26);
     const got = poolBoth(img, randomJobs(50, 40, 10, 3), new AreaPooler());
