@@ -8,6 +8,8 @@ import { IntegralImage, type PoolJob } from '../src/image/integral.js';
 import { SummedAreaModule, SUMMED_AREA_WASM } from '../src/image/summed-area-wasm.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { pyramidLevels } from '../src/pipeline/detect/pyramid.js';
+import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
+import type { Box } from '../src/image/types.js';
 import type { RgbImage } from '../src/image/types.js';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
@@ -308,6 +310,65 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
         expect(fine.every(Number.isNaN), `${length} values from ${offset}: nothing pooled`).toBe(true);
       }
     }
+  });
+
+  it('reads the pixels around each of distant windows, not the picture between them (tracked faces, their crops), bit for bit', () => {
+    const W = 1600;
+    const H = 1200;
+    const img = randomImage(W, H, 29);
+    const search = pictureSearch(W, H, 20, 0.709);
+    /** The P-Net jobs of tracked faces' windows (parts of the whole picture's levels, as MtcnnDetector pools them). */
+    const windowJobs = (faces: Box[]): PoolJob[][] =>
+      refineWindows(faces, TRACKED_SEARCH_DEFAULTS, search).map((w) =>
+        w.levels!.map((l) => ({ x0: 0, y0: 0, srcW: W, srcH: H, outW: l.part!.levelWidth, outH: l.part!.levelHeight, part: { col: l.part!.col, row: l.part!.row, cols: l.width, rows: l.height }, dst: new Float32Array(3 * l.width * l.height).fill(NaN), offset: 0 })),
+      );
+    /** R-Net crops around `centres` (`each` a centre, in one batch). */
+    const cropJobs = (centres: [number, number][], each: number): PoolJob[][] => {
+      const batch = new Float32Array(centres.length * each * 3 * 576).fill(NaN);
+      return centres.map(([cx, cy], c) =>
+        Array.from({ length: each }, (_, k) => ({ x0: cx - 30 + 3 * k, y0: cy - 25 + 2 * k, srcW: 50 + k, srcH: 50 + k, outW: 24, outH: 24, dst: batch, offset: (c * each + k) * 3 * 576 })),
+      );
+    };
+    /** The picture rectangle a set of jobs' windows cover (clipped), in pixels. */
+    const covered = (jobs: PoolJob[]): number => {
+      let [x1, y1, x2, y2] = [W, H, 0, 0];
+      for (const { x0, y0, srcW, srcH, outW, outH, part } of jobs) {
+        const { col, row, cols, rows } = part ?? { col: 0, row: 0, cols: outW, rows: outH };
+        x1 = Math.min(x1, Math.max(0, x0 + Math.floor((col * srcW) / outW)));
+        y1 = Math.min(y1, Math.max(0, y0 + Math.floor((row * srcH) / outH)));
+        x2 = Math.max(x2, Math.min(W, x0 + Math.ceil(((col + cols) * srcW) / outW)));
+        y2 = Math.max(y2, Math.min(H, y0 + Math.ceil(((row + rows) * srcH) / outH)));
+      }
+      return Math.max(0, x2 - x1) * Math.max(0, y2 - y1);
+    };
+    const corners: Box[] = [
+      [40, 40, 100, 110],
+      [1480, 1060, 1550, 1140],
+    ];
+    const scattered: Box[] = Array.from({ length: 8 }, (_, k) => [100 + (k % 4) * 400, 150 + Math.floor(k / 4) * 700, 160 + (k % 4) * 400, 220 + Math.floor(k / 4) * 700]);
+    const cases: [string, PoolJob[][]][] = [
+      ['two tracked faces at opposite corners', windowJobs(corners)],
+      ['8 tracked faces over the picture (over 32 jobs)', windowJobs(scattered)],
+      ['R-Net crops of 2 faces at opposite corners', cropJobs([[70, 75], [1515, 1100]], 8)],
+      ['R-Net crops of 5 faces over the picture (over 32 crops)', cropJobs([[100, 100], [1500, 100], [800, 600], [100, 1100], [1500, 1100]], 10)],
+    ];
+    for (const [what, windows] of cases) {
+      const jobs = windows.flat();
+      const pooler = new AreaPooler(kernel);
+      expectSameArrays(poolBoth(img, jobs, pooler), what);
+      // Each window's rectangle once (a pass costs about PASS_PIXELS more than its pixels, so
+      // nearby windows may share one); the rectangle around them all is most of the picture.
+      const own = windows.reduce((sum, w) => sum + covered(w), 0);
+      expect(covered(jobs), what).toBeGreaterThan(W * H * 0.5);
+      expect(pooler.sweptPixels, what).toBeLessThanOrEqual(own + windows.length * 4096);
+    }
+    // The levels of a whole-picture pyramid share their passes: the picture is read about once
+    // (15 MB of output: two stripes of rows, which read again the rows their windows cross).
+    const pooler = new AreaPooler(kernel);
+    const levels = search.pyramid.map((l) => ({ x0: 0, y0: 0, srcW: W, srcH: H, outW: l.width, outH: l.height, dst: new Float32Array(3 * l.width * l.height), offset: 0 }));
+    expectSameArrays(poolBoth(img, levels, pooler), 'pyramid');
+    expect(pooler.sweptPixels).toBeGreaterThanOrEqual(W * H);
+    expect(pooler.sweptPixels).toBeLessThan(W * H * 1.05);
   });
 
   it("refuses a picture whose pixels do not fill its size, rather than pool the kernel's leftovers of an earlier picture", () => {

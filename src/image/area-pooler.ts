@@ -21,6 +21,11 @@ export class AreaPooler {
     return this.sweep?.bytes ?? 0;
   }
 
+  /** Picture pixels the kernel has read so far (see SummedAreaSweep.sweptPixels). */
+  get sweptPixels(): number {
+    return this.sweep?.sweptPixels ?? 0;
+  }
+
   /**
    * Pools each job from `img` (job coordinates are picture pixels; outside the picture is black)
    * into its `dst`, each value written as (v - mean) * scale. Throws a RangeError, before pooling
