@@ -239,6 +239,27 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     expectSameArrays(poolBoth(randomImage(4000, 2100, 3), randomJobs(4000, 2100, 30, 8)), 'random 4000x2100');
   });
 
+  it('pools enlarging windows bit for bit, where up to ceil(out / in) + 1 output rows or columns share a pixel row (every ratio, at the edges, parts)', () => {
+    // The kernel keeps the row sums of every output row begun and not yet written: with srcH 3
+    // and outH 5, pixel row 1 is in the windows of rows 1, 2 and 3.
+    const img = randomImage(30, 20, 30);
+    const jobs: PoolJob[] = [];
+    for (let src = 1; src <= 7; src++) {
+      for (let out = 1; out <= 40; out++) {
+        for (const [x0, y0] of [[4, -Math.floor(src / 2)], [-1, 20 - src + 1], [10, 5]]) {
+          const part = out > 4 && out % 3 === 0 ? { col: 0, row: 1 + (out % 5), cols: 3, rows: out - 2 } : undefined;
+          const cells = part ? part.cols * part.rows : 3 * out;
+          jobs.push({ x0, y0, srcW: 5, srcH: src, outW: 3, outH: out, part, dst: new Float32Array(3 * cells + 2).fill(NaN), offset: 1 });
+          // The same across columns.
+          jobs.push({ x0: y0, y0: x0, srcW: src, srcH: 5, outW: out, outH: 3, dst: new Float32Array(9 * out + 2).fill(NaN), offset: 1 });
+        }
+      }
+    }
+    expectSameArrays(poolBoth(img, jobs), 'enlarging, many jobs a call');
+    // A few a call: one pass down the picture.
+    for (let k = 0; k < jobs.length; k += 97) expectSameArrays(poolBoth(img, jobs.slice(k, k + 4)), `enlarging, jobs ${k}..${k + 3}`);
+  });
+
   it('copies a pass narrower than the picture in bands that fit the memory laid out for a picture row', () => {
     // A picture row of just over half a band (1 row a band) and a pass of just under half (2 rows a band).
     const img = randomImage(43_691, 6, 27);
