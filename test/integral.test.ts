@@ -8,6 +8,8 @@ import { IntegralImage, type PoolJob } from '../src/image/integral.js';
 import { SummedAreaModule, SUMMED_AREA_WASM } from '../src/image/summed-area-wasm.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { pyramidLevels } from '../src/pipeline/detect/pyramid.js';
+import { pictureSearch, refineWindows, TRACKED_SEARCH_DEFAULTS } from '../src/pipeline/detect/search-plan.js';
+import type { Box } from '../src/image/types.js';
 import type { RgbImage } from '../src/image/types.js';
 
 function randomImage(width: number, height: number, seed: number): RgbImage {
@@ -237,6 +239,27 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     expectSameArrays(poolBoth(randomImage(4000, 2100, 3), randomJobs(4000, 2100, 30, 8)), 'random 4000x2100');
   });
 
+  it('pools enlarging windows bit for bit, where up to ceil(out / in) + 1 output rows or columns share a pixel row (every ratio, at the edges, parts)', () => {
+    // The kernel keeps the row sums of every output row begun and not yet written: with srcH 3
+    // and outH 5, pixel row 1 is in the windows of rows 1, 2 and 3.
+    const img = randomImage(30, 20, 30);
+    const jobs: PoolJob[] = [];
+    for (let src = 1; src <= 7; src++) {
+      for (let out = 1; out <= 40; out++) {
+        for (const [x0, y0] of [[4, -Math.floor(src / 2)], [-1, 20 - src + 1], [10, 5]]) {
+          const part = out > 4 && out % 3 === 0 ? { col: 0, row: 1 + (out % 5), cols: 3, rows: out - 2 } : undefined;
+          const cells = part ? part.cols * part.rows : 3 * out;
+          jobs.push({ x0, y0, srcW: 5, srcH: src, outW: 3, outH: out, part, dst: new Float32Array(3 * cells + 2).fill(NaN), offset: 1 });
+          // The same across columns.
+          jobs.push({ x0: y0, y0: x0, srcW: src, srcH: 5, outW: out, outH: 3, dst: new Float32Array(9 * out + 2).fill(NaN), offset: 1 });
+        }
+      }
+    }
+    expectSameArrays(poolBoth(img, jobs), 'enlarging, many jobs a call');
+    // A few a call: one pass down the picture.
+    for (let k = 0; k < jobs.length; k += 97) expectSameArrays(poolBoth(img, jobs.slice(k, k + 4)), `enlarging, jobs ${k}..${k + 3}`);
+  });
+
   it('copies a pass narrower than the picture in bands that fit the memory laid out for a picture row', () => {
     // A picture row of just over half a band (1 row a band) and a pass of just under half (2 rows a band).
     const img = randomImage(43_691, 6, 27);
@@ -308,6 +331,89 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
         expect(fine.every(Number.isNaN), `${length} values from ${offset}: nothing pooled`).toBe(true);
       }
     }
+  });
+
+  it('reads the pixels around each of distant windows, not the picture between them (tracked faces, their crops), bit for bit', () => {
+    const W = 1600;
+    const H = 1200;
+    const img = randomImage(W, H, 29);
+    const search = pictureSearch(W, H, 20, 0.709);
+    /** The P-Net jobs of tracked faces' windows (parts of the whole picture's levels, as MtcnnDetector pools them). */
+    const windowJobs = (faces: Box[]): PoolJob[][] =>
+      refineWindows(faces, TRACKED_SEARCH_DEFAULTS, search).map((w) =>
+        w.levels!.map((l) => ({ x0: 0, y0: 0, srcW: W, srcH: H, outW: l.part!.levelWidth, outH: l.part!.levelHeight, part: { col: l.part!.col, row: l.part!.row, cols: l.width, rows: l.height }, dst: new Float32Array(3 * l.width * l.height).fill(NaN), offset: 0 })),
+      );
+    /** R-Net crops around `centres` (`each` a centre, in one batch). */
+    const cropJobs = (centres: [number, number][], each: number): PoolJob[][] => {
+      const batch = new Float32Array(centres.length * each * 3 * 576).fill(NaN);
+      return centres.map(([cx, cy], c) =>
+        Array.from({ length: each }, (_, k) => ({ x0: cx - 30 + 3 * k, y0: cy - 25 + 2 * k, srcW: 50 + k, srcH: 50 + k, outW: 24, outH: 24, dst: batch, offset: (c * each + k) * 3 * 576 })),
+      );
+    };
+    /** The picture rectangle a set of jobs' windows cover (clipped), in pixels. */
+    const covered = (jobs: PoolJob[]): number => {
+      let [x1, y1, x2, y2] = [W, H, 0, 0];
+      for (const { x0, y0, srcW, srcH, outW, outH, part } of jobs) {
+        const { col, row, cols, rows } = part ?? { col: 0, row: 0, cols: outW, rows: outH };
+        x1 = Math.min(x1, Math.max(0, x0 + Math.floor((col * srcW) / outW)));
+        y1 = Math.min(y1, Math.max(0, y0 + Math.floor((row * srcH) / outH)));
+        x2 = Math.max(x2, Math.min(W, x0 + Math.ceil(((col + cols) * srcW) / outW)));
+        y2 = Math.max(y2, Math.min(H, y0 + Math.ceil(((row + rows) * srcH) / outH)));
+      }
+      return Math.max(0, x2 - x1) * Math.max(0, y2 - y1);
+    };
+    const corners: Box[] = [
+      [40, 40, 100, 110],
+      [1480, 1060, 1550, 1140],
+    ];
+    const scattered: Box[] = Array.from({ length: 8 }, (_, k) => [100 + (k % 4) * 400, 150 + Math.floor(k / 4) * 700, 160 + (k % 4) * 400, 220 + Math.floor(k / 4) * 700]);
+    const cases: [string, PoolJob[][]][] = [
+      ['two tracked faces at opposite corners', windowJobs(corners)],
+      ['8 tracked faces over the picture (over 32 jobs)', windowJobs(scattered)],
+      ['R-Net crops of 2 faces at opposite corners', cropJobs([[70, 75], [1515, 1100]], 8)],
+      ['R-Net crops of 5 faces over the picture (over 32 crops)', cropJobs([[100, 100], [1500, 100], [800, 600], [100, 1100], [1500, 1100]], 10)],
+    ];
+    for (const [what, windows] of cases) {
+      const jobs = windows.flat();
+      const pooler = new AreaPooler(kernel);
+      expectSameArrays(poolBoth(img, jobs, pooler), what);
+      // Each window's rectangle once (a pass costs about PASS_PIXELS more than its pixels, so
+      // nearby windows may share one); the rectangle around them all is most of the picture.
+      const own = windows.reduce((sum, w) => sum + covered(w), 0);
+      expect(covered(jobs), what).toBeGreaterThan(W * H * 0.5);
+      expect(pooler.sweptPixels, what).toBeLessThanOrEqual(own + windows.length * 4096);
+    }
+    // The levels of a whole-picture pyramid share their passes: the picture is read about once
+    // (15 MB of output: two stripes of rows, which read again the rows their windows cross).
+    const pooler = new AreaPooler(kernel);
+    const levels = search.pyramid.map((l) => ({ x0: 0, y0: 0, srcW: W, srcH: H, outW: l.width, outH: l.height, dst: new Float32Array(3 * l.width * l.height), offset: 0 }));
+    expectSameArrays(poolBoth(img, levels, pooler), 'pyramid');
+    expect(pooler.sweptPixels).toBeGreaterThanOrEqual(W * H);
+    expect(pooler.sweptPixels).toBeLessThan(W * H * 1.05);
+  });
+
+  it("refuses a picture whose pixels do not fill its size, rather than pool the kernel's leftovers of an earlier picture", () => {
+    const pooler = new AreaPooler(kernel);
+    const job = (): PoolJob => ({ x0: 0, y0: 0, srcW: 64, srcH: 64, outW: 4, outH: 4, dst: new Float32Array(48).fill(NaN), offset: 0 });
+    // An earlier picture, all bright, leaves its pixels in the kernel's memory.
+    pooler.pool({ width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(200) }, [job()], 0, 1);
+    const bad: [string, RgbImage][] = [
+      ['10 rows of 64', { width: 64, height: 64, data: new Uint8Array(10 * 64 * 3) }],
+      ['one byte short', { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3 - 1) }],
+      ['a fractional width', { width: 10.5, height: 4, data: new Uint8Array(200) }],
+      ['a negative height', { width: 3, height: -4, data: new Uint8Array(0) }],
+      ['a NaN width', { width: NaN, height: 4, data: new Uint8Array(0) }],
+    ];
+    for (const [what, img] of bad) {
+      const dst = job();
+      expect(() => pooler.pool(img, [dst], 0, 1), what).toThrow(RangeError);
+      expect(() => new IntegralImage().compute(img), what).toThrow(RangeError);
+      expect(dst.dst.every(Number.isNaN), `${what}: nothing pooled`).toBe(true);
+    }
+    // A picture with more bytes than it needs (a row of a larger buffer, say) is pooled as its size says.
+    const long = randomImage(64, 65, 28);
+    const fits = { width: 64, height: 64, data: long.data };
+    expectSameArrays(poolBoth(fits, [job()], pooler), 'longer data');
   });
 
   it('pools with the JavaScript loop alone when given no kernel', () => {

@@ -1,4 +1,4 @@
-import { checkJobs, IntegralImage, type PoolJob } from './integral.js';
+import { checkJobs, checkPicture, IntegralImage, type PoolJob } from './integral.js';
 import { kernelJob, type SummedAreaModule, type SummedAreaSweep } from './summed-area-wasm.js';
 import type { RgbImage } from './types.js';
 
@@ -21,12 +21,19 @@ export class AreaPooler {
     return this.sweep?.bytes ?? 0;
   }
 
+  /** Picture pixels the kernel has read so far (see SummedAreaSweep.sweptPixels). */
+  get sweptPixels(): number {
+    return this.sweep?.sweptPixels ?? 0;
+  }
+
   /**
    * Pools each job from `img` (job coordinates are picture pixels; outside the picture is black)
    * into its `dst`, each value written as (v - mean) * scale. Throws a RangeError, before pooling
-   * any job, when a job's cells do not fit its array from its offset.
+   * any job, when a job's cells do not fit its array from its offset, or when `img` is not a
+   * picture of its size (see checkPicture).
    */
   pool(img: RgbImage, jobs: readonly PoolJob[], mean: number, scale: number): void {
+    checkPicture(img);
     checkJobs(jobs);
     const kernel: PoolJob[] = [];
     const rest: PoolJob[] = [];

@@ -72,9 +72,10 @@ export class IntegralImage {
    * Fills the table from `img`, reusing this object's memory when the size allows. With `region`
    * (picture pixels, clipped to the picture) only that rectangle is summed, and pooling treats
    * everything outside it as black, as it does outside the picture: a tracked face's window costs
-   * its own area, not the whole frame's.
+   * its own area, not the whole frame's. Throws a RangeError for a picture that `checkPicture` refuses.
    */
   compute(img: RgbImage, region?: PixelRect): this {
+    checkPicture(img);
     const { x: rx, y: ry, width: w, height: h } = IntegralImage.covered(img, region);
     const data = img.data;
     const rowSkip = (img.width - w) * 3;
@@ -194,6 +195,22 @@ export class IntegralImage {
         dst[o + 2 * plane] = (s[rowB + q + 2] - s[rowA + q + 2] - s[rowB + p + 2] + s[rowA + p + 2]) * k - m;
       }
     }
+  }
+}
+
+/**
+ * Throws a RangeError when `img` is not a picture to pool: its width and height must be
+ * non-negative integers and its data hold at least width * height * 3 bytes. Pooling a shorter
+ * buffer would read past it: IntegralImage's sums would take the missing pixels as black, and the
+ * WebAssembly kernel would read what an earlier picture left in its memory.
+ */
+export function checkPicture(img: RgbImage): void {
+  const { width, height, data } = img;
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0)) {
+    throw new RangeError(`a picture of ${width} x ${height} pixels cannot be pooled: its sizes must be non-negative integers`);
+  }
+  if (data.length < width * height * 3) {
+    throw new RangeError(`a picture of ${width} x ${height} pixels needs ${width * height * 3} bytes of RGB; its data holds ${data.length}`);
   }
 }
 
