@@ -316,6 +316,27 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     }
   });
 
+  it('copies crops of one array back at once only when they tile a range of it: a gap between two, or crops of two sizes, stay as they are', () => {
+    const img = randomImage(200, 150, 26);
+    for (const count of [5, 40]) {
+      for (const shape of ['tiled', 'gap', 'two sizes'] as const) {
+        const sizeOf = (n: number) => (shape === 'two sizes' && n % 2 === 1 ? 12 : 24);
+        const offsets: number[] = [];
+        let at = 3;
+        for (let n = 0; n < count; n++) {
+          offsets.push(at);
+          at += 3 * sizeOf(n) ** 2 + (shape === 'gap' && n === count >> 1 ? 7 : 0);
+        }
+        const dst = new Float32Array(at + 3).fill(NaN);
+        const jobs: PoolJob[] = offsets.map((offset, n) => ({ x0: (n * 37) % 180 - 5, y0: (n * 23) % 130 - 5, srcW: 20 + (n % 9), srcH: 18 + (n % 7), outW: sizeOf(n), outH: sizeOf(n), dst, offset }));
+        const got = poolBoth(img, jobs);
+        const untouched = [...got.wasm[0].dst.keys()].filter((k) => !offsets.some((o, n) => k >= o && k < o + 3 * sizeOf(n) ** 2));
+        expect(untouched.filter((k) => !Number.isNaN(got.wasm[0].dst[k])), `${count} crops, ${shape}: only their cells are written`).toEqual([]);
+        expectSameArrays(got, `${count} crops, ${shape}`);
+      }
+    }
+  });
+
   it('refuses jobs whose cells do not fit their array, before pooling any', () => {
     const img = randomImage(40, 30, 25);
     const table = new IntegralImage().compute(img);

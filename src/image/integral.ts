@@ -216,10 +216,11 @@ export function checkPicture(img: RgbImage): void {
 
 /** Throws a RangeError naming the first job whose cells do not fit its array from its offset. */
 export function checkJobs(jobs: readonly PoolJob[]): void {
-  jobs.forEach(({ outW, outH, part, dst, offset }, n) => {
+  for (let n = 0; n < jobs.length; n++) {
+    const { outW, outH, part, dst, offset } = jobs[n];
     const values = 3 * Math.max(0, part ? part.cols : outW) * Math.max(0, part ? part.rows : outH);
     if (!(Number.isInteger(offset) && offset >= 0 && offset + values <= dst.length)) {
       throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
     }
-  });
+  }
 }

@@ -111,7 +111,7 @@ export class SummedAreaSweep {
    * it, scattered; the windows around two tracked faces, a few hundredths of it.
    */
   pool(img: RgbImage, jobs: readonly PoolJob[], mean: number, scale: number): void {
-    const whole = (job: PoolJob): Band => ({ job, first: 0, rows: job.part?.rows ?? job.outH, cols: job.part?.cols ?? job.outW });
+    const whole = (job: PoolJob): Band => ({ job, first: 0, rows: job.part?.rows ?? job.outH, cols: job.part?.cols ?? job.outW, out: 0 });
     const bands = jobs.map(whole).filter((band) => band.rows > 0 && band.cols > 0);
     if (bands.length === 0) return;
     if (bands.length <= STRIPE_JOBS) {
@@ -141,84 +141,64 @@ export class SummedAreaSweep {
   /**
    * One group: each band (rows first..first+rows-1 of a job's cells) is pooled into the kernel's
    * memory as three planes of cols x rows, by one pass per set of `passes`, then copied to its
-   * place in the job's `dst` (at once for whole jobs that tile a range of one array, as a batch of
-   * crops does).
+   * place in the job's `dst` (at once when the group's bands are whole jobs of one size that tile
+   * a range of one array, as a batch of crops does).
    */
-  private group(img: RgbImage, bands: readonly Band[], passes: readonly (readonly Band[])[], mean: number, scale: number): void {
+  private group(img: RgbImage, bands: Band[], passes: readonly Band[][], mean: number, scale: number): void {
     let at = this.base;
-    // Whole jobs of one array that tile a range of it share one output span and one copy.
-    const spans = new Map<Float32Array, { start: number; end: number; bands: Band[]; at: number }>();
-    for (const band of bands) {
-      const { job } = band;
-      if (band.rows !== (job.part?.rows ?? job.outH)) continue;
-      const end = job.offset + 3 * cells(job);
-      const span = spans.get(job.dst);
-      if (!span) spans.set(job.dst, { start: job.offset, end, bands: [band], at: -1 });
-      else {
-        span.start = Math.min(span.start, job.offset);
-        span.end = Math.max(span.end, end);
-        span.bands.push(band);
-      }
-    }
-    // The bands in a span (a partial band of another job may write to the same array).
-    const tiled = new Set<Band>();
-    for (const span of spans.values()) {
-      const byOffset = span.bands.map((band) => band.job).sort((a, b) => a.offset - b.offset);
-      if (span.bands.length > 1 && byOffset.every((job, k) => k === 0 || job.offset === byOffset[k - 1].offset + 3 * cells(byOffset[k - 1]))) {
-        span.at = at;
-        at = align(at + (span.end - span.start) * 4);
-        for (const band of span.bands) tiled.add(band);
-      }
-    }
-    const outputs = new Map<Band, number>();
-    for (const band of bands) {
-      const span = tiled.has(band) ? spans.get(band.job.dst) : undefined;
-      if (span) outputs.set(band, span.at + (band.job.offset - span.start) * 4);
-      else {
-        outputs.set(band, at);
+    const tiled = tiledRange(bands);
+    if (tiled) {
+      for (const band of bands) band.out = at + (band.job.offset - tiled.start) * 4;
+      at = align(at + (tiled.end - tiled.start) * 4);
+    } else {
+      for (const band of bands) {
+        band.out = at;
         at = align(at + band.cols * band.rows * 12);
       }
     }
-    for (const pass of passes) this.pass(img, pass, outputs, at, mean, scale);
+    for (const pass of passes) this.pass(img, pass, at, mean, scale);
     const f32 = this.views!.f32;
-    for (const [dst, span] of spans) {
-      if (span.at >= 0) dst.set(f32.subarray(span.at / 4, span.at / 4 + span.end - span.start), span.start);
+    if (tiled) {
+      const from = this.base / 4;
+      bands[0].job.dst.set(f32.subarray(from, from + tiled.end - tiled.start), tiled.start);
+      return;
     }
     for (const band of bands) {
-      if (tiled.has(band)) continue;
       const { job, first, rows, cols } = band;
       const plane = cols * (job.part?.rows ?? job.outH);
       for (let c = 0; c < 3; c++) {
-        const from = outputs.get(band)! / 4 + c * cols * rows;
+        const from = band.out / 4 + c * cols * rows;
         job.dst.set(f32.subarray(from, from + cols * rows), job.offset + c * plane + first * cols);
       }
     }
   }
 
   /**
-   * One pass of the kernel over `bands`, whose outputs are at `outputs` in its memory, with its
+   * One pass of the kernel over `bands` (their outputs at `band.out` in its memory), with its
    * records and working memory from byte `at`: the rectangle their windows cover is copied in, a
    * band of rows at a time, and swept.
    */
-  private pass(img: RgbImage, bands: readonly Band[], outputs: ReadonlyMap<Band, number>, at: number, mean: number, scale: number): void {
+  private pass(img: RgbImage, bands: readonly Band[], at: number, mean: number, scale: number): void {
     const sweep = at;
     const order = align(sweep + SWEEP_BYTES);
     const live = order + bands.length * 4;
     const records = align(live + bands.length * 4);
     at = align(records + bands.length * JOB_BYTES);
-    const layouts = bands.map((band) => {
-      const { cols, rows, job } = band;
-      const ring = Math.min(rows, 3 + Math.ceil(job.outH / job.srcH));
-      const colInv = at;
-      const rowK = colInv + cols * 8;
-      const xs = rowK + rows * 8;
-      const xe = xs + cols * 4;
-      const ya = xe + cols * 4;
-      const yb = ya + rows * 4;
-      const tops = align(yb + rows * 4);
-      at = tops + ring * cols * 16;
-      return { band, colInv, rowK, xs, xe, ya, yb, tops, ring };
-    });
+    // Each band's window tables and ring after the records (see pool_job in summed-area.c).
+    const layout = new Int32Array(bands.length * 8);
+    for (let n = 0; n < bands.length; n++) {
+      const { cols, rows, job } = bands[n];
+      const l = n * 8;
+      layout[l] = at; // col_inv
+      layout[l + 1] = at + cols * 8; // row_k
+      layout[l + 2] = layout[l + 1] + rows * 8; // xs
+      layout[l + 3] = layout[l + 2] + cols * 4; // xe
+      layout[l + 4] = layout[l + 3] + cols * 4; // ya
+      layout[l + 5] = layout[l + 4] + rows * 4; // yb
+      layout[l + 6] = align(layout[l + 5] + rows * 4); // tops
+      layout[l + 7] = Math.min(rows, 3 + Math.ceil(job.outH / job.srcH)); // ring
+      at = layout[l + 6] + layout[l + 7] * cols * 16;
+    }
     const rowBytes = img.width * 3;
     const sums = at;
     const sumsBytes = (img.width + 1) * 16;
@@ -231,9 +211,10 @@ export class SummedAreaSweep {
     // A grown memory has a new buffer: views are made again only then.
     if (this.views?.i32.buffer !== buffer) this.views = { u8: new Uint8Array(buffer), i32: new Int32Array(buffer), f32: new Float32Array(buffer), f64: new Float64Array(buffer) };
     const { u8, i32, f64 } = this.views;
-    layouts.forEach((l, n) => {
-      const { job, first, rows, cols } = l.band;
+    for (let n = 0; n < bands.length; n++) {
+      const { job, first, rows, cols, out } = bands[n];
       const r = records / 4 + n * (JOB_BYTES / 4);
+      const l = n * 8;
       i32[r] = job.x0;
       i32[r + 1] = job.y0;
       i32[r + 2] = job.srcW;
@@ -244,16 +225,16 @@ export class SummedAreaSweep {
       i32[r + 7] = (job.part?.row ?? 0) + first;
       i32[r + 8] = cols;
       i32[r + 9] = rows;
-      i32[r + 10] = l.xs;
-      i32[r + 11] = l.xe;
-      i32[r + 12] = l.ya;
-      i32[r + 13] = l.yb;
-      i32[r + 14] = l.colInv;
-      i32[r + 15] = l.rowK;
-      i32[r + 16] = outputs.get(l.band)!;
-      i32[r + 17] = l.tops;
-      i32[r + 18] = l.ring;
-    });
+      i32[r + 10] = layout[l + 2];
+      i32[r + 11] = layout[l + 3];
+      i32[r + 12] = layout[l + 4];
+      i32[r + 13] = layout[l + 5];
+      i32[r + 14] = layout[l];
+      i32[r + 15] = layout[l + 1];
+      i32[r + 16] = out;
+      i32[r + 17] = layout[l + 6];
+      i32[r + 18] = layout[l + 7];
+    }
     f64[sweep / 8] = mean * scale;
     f64[sweep / 8 + 1] = scale;
     const s = sweep / 4;
@@ -266,7 +247,10 @@ export class SummedAreaSweep {
     i32[s + 17] = records;
     u8.fill(0, sums, sums + sumsBytes);
     this.begin(sweep);
-    const [x0, x1, y0, y1] = [i32[s + 4], i32[s + 5], i32[s + 6], i32[s + 7]];
+    const x0 = i32[s + 4];
+    const x1 = i32[s + 5];
+    const y0 = i32[s + 6];
+    const y1 = i32[s + 7];
     const width = (x1 - x0) * 3;
     this.swept += (x1 - x0) * (y1 - y0);
     const passRows = Math.max(1, Math.floor(BAND_BYTES / Math.max(1, width)));
@@ -284,6 +268,26 @@ export class SummedAreaSweep {
 }
 
 /**
+ * The range of one array that `bands` tile, when they are whole jobs of that array, of one size,
+ * whose offsets follow one another with no gap or overlap (a batch of crops): then their outputs
+ * lie in the kernel's memory as in the array and go to it in one copy. Undefined otherwise.
+ */
+function tiledRange(bands: readonly Band[]): { start: number; end: number } | undefined {
+  if (bands.length < 2) return undefined;
+  const { dst } = bands[0].job;
+  const values = 3 * cells(bands[0].job);
+  const offsets = new Float64Array(bands.length);
+  for (let n = 0; n < bands.length; n++) {
+    const { job, rows } = bands[n];
+    if (job.dst !== dst || rows !== (job.part?.rows ?? job.outH) || 3 * cells(job) !== values) return undefined;
+    offsets[n] = job.offset;
+  }
+  offsets.sort();
+  for (let n = 1; n < offsets.length; n++) if (offsets[n] !== offsets[n - 1] + values) return undefined;
+  return { start: offsets[0], end: offsets[offsets.length - 1] + values };
+}
+
+/**
  * Sets of bands for one pass each: bands whose picture rectangles lie close together share a
  * pass. A pass reads every pixel of the rectangle covering its bands, so a band joins the set
  * where that rectangle grows by the least, when it grows by less than the band's own area and
@@ -293,28 +297,27 @@ function clusters(bands: readonly Band[], img: { width: number; height: number }
   const sets: { rect: Rect; bands: Band[] }[] = [];
   for (const band of bands) {
     const rect = bandRect(band, img);
-    let best = -1;
+    let best: { rect: Rect; bands: Band[] } | undefined;
     let bestGrowth = PASS_PIXELS;
-    sets.forEach((set, k) => {
-      const growth = area(union(set.rect, rect)) - area(set.rect) - area(rect);
+    for (const set of sets) {
+      const growth = unionArea(set.rect, rect) - area(set.rect) - area(rect);
       if (growth < bestGrowth) {
-        best = k;
+        best = set;
         bestGrowth = growth;
       }
-    });
-    if (best < 0) sets.push({ rect, bands: [band] });
+    }
+    if (!best) sets.push({ rect, bands: [band] });
     else {
-      sets[best].rect = union(sets[best].rect, rect);
-      sets[best].bands.push(band);
+      best.rect = union(best.rect, rect);
+      best.bands.push(band);
     }
   }
   for (let merged = true; merged; ) {
     merged = false;
     for (let a = 0; a < sets.length && !merged; a++) {
       for (let b = a + 1; b < sets.length && !merged; b++) {
-        const rect = union(sets[a].rect, sets[b].rect);
-        if (area(rect) - area(sets[a].rect) - area(sets[b].rect) < PASS_PIXELS) {
-          sets[a] = { rect, bands: [...sets[a].bands, ...sets[b].bands] };
+        if (unionArea(sets[a].rect, sets[b].rect) - area(sets[a].rect) - area(sets[b].rect) < PASS_PIXELS) {
+          sets[a] = { rect: union(sets[a].rect, sets[b].rect), bands: [...sets[a].bands, ...sets[b].bands] };
           sets.splice(b, 1);
           merged = true;
         }
@@ -354,6 +357,7 @@ function bandRect(band: Band, img: { width: number; height: number }): Rect {
 
 const area = (r: Rect) => (r.x2 - r.x1) * (r.y2 - r.y1);
 const union = (a: Rect, b: Rect): Rect => ({ x1: Math.min(a.x1, b.x1), y1: Math.min(a.y1, b.y1), x2: Math.max(a.x2, b.x2), y2: Math.max(a.y2, b.y2) });
+const unionArea = (a: Rect, b: Rect) => (Math.max(a.x2, b.x2) - Math.min(a.x1, b.x1)) * (Math.max(a.y2, b.y2) - Math.min(a.y1, b.y1));
 
 /**
  * Bands of at most about OUTPUT_BYTES of output each, covering every row of every band given:
@@ -368,7 +372,7 @@ function stripes(bands: readonly Band[]): Band[][] {
     const pass: Band[] = [];
     bands.forEach((band, n) => {
       const until = stripe === count ? band.rows : Math.min(band.rows, Math.max(done[n], Math.round((band.rows * stripe) / count)));
-      if (until > done[n]) pass.push({ job: band.job, first: band.first + done[n], rows: until - done[n], cols: band.cols });
+      if (until > done[n]) pass.push({ job: band.job, first: band.first + done[n], rows: until - done[n], cols: band.cols, out: 0 });
       done[n] = until;
     });
     if (pass.length > 0) out.push(pass);
@@ -382,6 +386,8 @@ interface Band {
   first: number;
   rows: number;
   cols: number;
+  /** Byte address of its output in the kernel's memory (set by SummedAreaSweep.group). */
+  out: number;
 }
 
 /** Output cells of a job. */
