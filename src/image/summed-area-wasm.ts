@@ -31,10 +31,11 @@ const KERNEL_EXPORTS = ['memory memory', 'function sweep_begin', 'function sweep
 /**
  * The area-pooling kernel in WebAssembly SIMD (src/image/wasm/summed-area.c), compiled once (per
  * detector): the values of IntegralImage.poolPartInto bit for bit, straight from the pixels with a
- * running summed-area row instead of a table in memory. A 1080p frame on its own: the pyramid at
- * min face 20 / 40 in 2.1 / 1.1 ms and 735 R-Net crops in 1.4 ms, against 7.1 / 3.6 and 4.1 ms
- * for the table kernel it replaced (table included) and 21 / 11 and 12 ms for the JavaScript
- * loops (measured on 2 cores). Node has had WebAssembly SIMD since 16.4.
+ * running summed-area row instead of a table in memory. A 1080p crowd frame on its own (medians,
+ * 2 cores): the pyramid at min face 20 / 40 in 5.5 / 2.4 ms, against 6.8 / 3.7 for the table
+ * kernel it replaced (its 1.6 ms table included); the R-Net crops (793 / 382) in 6.3 / 2.9 ms,
+ * against 3.9 / 1.6 from a table already made; the JavaScript loops take several times as long.
+ * Node has had WebAssembly SIMD since 16.4.
  */
 export class SummedAreaModule {
   private constructor(private readonly module: WebAssembly.Module) {}
