@@ -354,6 +354,31 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     }
   });
 
+  it('refuses jobs of a fractional number of output rows or columns, whose loops would write past their cells, before pooling any', () => {
+    // 2 x 2.5 cells "fit" 15 values, but the loops write 3 rows of planes 5 apart: the 16th value
+    // (the next job's first cell) too. Such jobs go to the JavaScript loop (the kernel takes integers only).
+    const img = randomImage(40, 30, 31);
+    const table = new IntegralImage().compute(img);
+    const pooler = new AreaPooler(kernel);
+    const shapes: [string, Partial<PoolJob>][] = [
+      ['a part of 2 x 2.5 cells', { outW: 8, outH: 6, part: { col: 0, row: 0, cols: 2, rows: 2.5 } }],
+      ['a part of 2.5 x 2 cells', { outW: 8, outH: 6, part: { col: 0, row: 0, cols: 2.5, rows: 2 } }],
+      ['an output of 2 x 2.5', { outW: 2, outH: 2.5 }],
+      ['an output of 1.5 x 3.5', { outW: 1.5, outH: 3.5 }],
+    ];
+    for (const pool of [(jobs: PoolJob[]) => table.pool(jobs, 127.5, 0.0078125), (jobs: PoolJob[]) => pooler.pool(img, jobs, 127.5, 0.0078125)]) {
+      for (const [what, shape] of shapes) {
+        const dst = new Float32Array(50).fill(NaN);
+        const jobs: PoolJob[] = [
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 3, outH: 3, dst, offset: 20 },
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 8, outH: 6, ...shape, dst, offset: 1 },
+        ];
+        expect(() => pool(jobs), what).toThrow(RangeError);
+        expect(dst.every(Number.isNaN), `${what}: nothing pooled`).toBe(true);
+      }
+    }
+  });
+
   it('reads the pixels around each of distant windows, not the picture between them (tracked faces, their crops), bit for bit', () => {
     const W = 1600;
     const H = 1200;

@@ -116,7 +116,8 @@ export class IntegralImage {
 
   /**
    * Runs every job with `poolPartInto`. Throws a RangeError, before pooling any job, when a job's
-   * cells do not fit its array from its offset (a non-negative integer).
+   * cells are not whole columns and rows or do not fit its array from its offset (a non-negative
+   * integer): see checkJobs.
    */
   pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
     checkJobs(jobs);
@@ -214,11 +215,20 @@ export function checkPicture(img: RgbImage): void {
   }
 }
 
-/** Throws a RangeError naming the first job whose cells do not fit its array from its offset. */
+/**
+ * Throws a RangeError naming the first job whose cells do not fit its array from its offset, or
+ * whose output (its part's cols x rows, else outW x outH) is not a whole number of columns and
+ * rows: the loops would write whole rows of planes a fractional size apart, past its cells.
+ */
 export function checkJobs(jobs: readonly PoolJob[]): void {
   for (let n = 0; n < jobs.length; n++) {
     const { outW, outH, part, dst, offset } = jobs[n];
-    const values = 3 * Math.max(0, part ? part.cols : outW) * Math.max(0, part ? part.rows : outH);
+    const cols = part ? part.cols : outW;
+    const rows = part ? part.rows : outH;
+    if (!(Number.isInteger(cols) && Number.isInteger(rows))) {
+      throw new RangeError(`pooling job ${n}: an output of ${cols} x ${rows} cells is not whole columns and rows`);
+    }
+    const values = 3 * Math.max(0, cols) * Math.max(0, rows);
     if (!(Number.isInteger(offset) && offset >= 0 && offset + values <= dst.length)) {
       throw new RangeError(`pooling job ${n}: ${values} values from offset ${offset} do not fit its array of ${dst.length}`);
     }
