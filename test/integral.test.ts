@@ -449,6 +449,11 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
       ['a fractional width', { width: 10.5, height: 4, data: new Uint8Array(200) }],
       ['a negative height', { width: 3, height: -4, data: new Uint8Array(0) }],
       ['a NaN width', { width: NaN, height: 4, data: new Uint8Array(0) }],
+      // Samples that are not bytes: the kernel would read the earlier picture (a plain array has no
+      // buffer) or the samples' bytes, where the JavaScript loop reads the numbers.
+      ['a plain array of numbers', { width: 64, height: 64, data: new Array(64 * 64 * 3).fill(10) as unknown as Uint8Array }],
+      ['16-bit samples', { width: 64, height: 64, data: new Uint16Array(64 * 64 * 3).fill(10) as unknown as Uint8Array }],
+      ['float samples', { width: 64, height: 64, data: new Float32Array(64 * 64 * 3).fill(10) as unknown as Uint8Array }],
     ];
     for (const [what, img] of bad) {
       const dst = job();
@@ -460,6 +465,11 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     const long = randomImage(64, 65, 28);
     const fits = { width: 64, height: 64, data: long.data };
     expectSameArrays(poolBoth(fits, [job()], pooler), 'longer data');
+    // Bytes in a Buffer that starts inside a larger one, and clamped bytes (a canvas's), are pixels.
+    const inside = Buffer.from(long.data.buffer, 7, 64 * 64 * 3);
+    expectSameArrays(poolBoth({ width: 64, height: 64, data: inside }, [job()], pooler), 'a Buffer at byte 7 of another');
+    const clamped = new Uint8ClampedArray(long.data.buffer, 0, 64 * 64 * 3) as unknown as Uint8Array;
+    expectSameArrays(poolBoth({ width: 64, height: 64, data: clamped }, [job()], pooler), 'clamped bytes');
   });
 
   it('pools with the JavaScript loop alone when given no kernel', () => {

@@ -201,12 +201,19 @@ export class IntegralImage {
 
 /**
  * Throws a RangeError when `img` is not a picture to pool: its width and height must be
- * non-negative integers and its data hold at least width * height * 3 bytes. Pooling a shorter
- * buffer would read past it: IntegralImage's sums would take the missing pixels as black, and the
- * WebAssembly kernel would read what an earlier picture left in its memory.
+ * non-negative integers and its data bytes (a Uint8Array, Buffer or Uint8ClampedArray, of any
+ * realm) holding at least width * height * 3 of them. Pooling a shorter buffer would read past
+ * it: IntegralImage's sums would take the missing pixels as black, and the WebAssembly kernel
+ * would read what an earlier picture left in its memory. The kernel reads data's bytes (none of a
+ * plain array), where IntegralImage reads its elements: other element types would differ.
  */
 export function checkPicture(img: RgbImage): void {
   const { width, height, data } = img;
+  // The tag, not instanceof: a picture made in a worker or another context is a Uint8Array of its realm.
+  const kind = Object.prototype.toString.call(data);
+  if (!ArrayBuffer.isView(data) || (kind !== '[object Uint8Array]' && kind !== '[object Uint8ClampedArray]')) {
+    throw new RangeError(`a picture's data must be bytes (a Uint8Array or Buffer), not ${kind}`);
+  }
   if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0)) {
     throw new RangeError(`a picture of ${width} x ${height} pixels cannot be pooled: its sizes must be non-negative integers`);
   }
