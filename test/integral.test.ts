@@ -354,6 +354,29 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
     }
   });
 
+  it('refuses jobs whose array is not float32, before pooling any', () => {
+    // The kernel copies float32 values with the array's set (a plain array has none: a TypeError
+    // after other jobs were pooled); a float64 array would hold the JavaScript loop's unrounded values.
+    const img = randomImage(40, 30, 32);
+    const table = new IntegralImage().compute(img);
+    const pooler = new AreaPooler(kernel);
+    const arrays: [string, () => unknown][] = [
+      ['a plain array', () => new Array(27).fill(0)],
+      ['a Float64Array', () => new Float64Array(27)],
+    ];
+    for (const pool of [(jobs: PoolJob[]) => table.pool(jobs, 127.5, 0.0078125), (jobs: PoolJob[]) => pooler.pool(img, jobs, 127.5, 0.0078125)]) {
+      for (const [what, array] of arrays) {
+        const fine = new Float32Array(27).fill(NaN);
+        const jobs: PoolJob[] = [
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 3, outH: 3, dst: fine, offset: 0 },
+          { x0: 0, y0: 0, srcW: 40, srcH: 30, outW: 3, outH: 3, dst: array() as Float32Array, offset: 0 },
+        ];
+        expect(() => pool(jobs), what).toThrow(RangeError);
+        expect(fine.every(Number.isNaN), `${what}: nothing pooled`).toBe(true);
+      }
+    }
+  });
+
   it('refuses jobs of a fractional number of output rows or columns, whose loops would write past their cells, before pooling any', () => {
     // 2 x 2.5 cells "fit" 15 values, but the loops write 3 rows of planes 5 apart: the 16th value
     // (the next job's first cell) too. Such jobs go to the JavaScript loop (the kernel takes integers only).

@@ -29,8 +29,9 @@ export class AreaPooler {
   /**
    * Pools each job from `img` (job coordinates are picture pixels; outside the picture is black)
    * into its `dst`, each value written as (v - mean) * scale. Throws a RangeError, before pooling
-   * any job, when a job's cells are not whole columns and rows or do not fit its array from its
-   * offset (see checkJobs), or when `img` is not a picture of its size (see checkPicture).
+   * any job, when a job's array is not a Float32Array, or its cells are not whole columns and rows
+   * or do not fit the array from its offset (see checkJobs), or when `img` is not a picture of its
+   * size (see checkPicture).
    */
   pool(img: RgbImage, jobs: readonly PoolJob[], mean: number, scale: number): void {
     checkPicture(img);

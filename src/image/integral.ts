@@ -116,8 +116,8 @@ export class IntegralImage {
 
   /**
    * Runs every job with `poolPartInto`. Throws a RangeError, before pooling any job, when a job's
-   * cells are not whole columns and rows or do not fit its array from its offset (a non-negative
-   * integer): see checkJobs.
+   * array is not a Float32Array, or its cells are not whole columns and rows or do not fit the
+   * array from its offset (a non-negative integer): see checkJobs.
    */
   pool(jobs: readonly PoolJob[], mean: number, scale: number): void {
     checkJobs(jobs);
@@ -223,13 +223,16 @@ export function checkPicture(img: RgbImage): void {
 }
 
 /**
- * Throws a RangeError naming the first job whose cells do not fit its array from its offset, or
- * whose output (its part's cols x rows, else outW x outH) is not a whole number of columns and
- * rows: the loops would write whole rows of planes a fractional size apart, past its cells.
+ * Throws a RangeError naming the first job whose array is not a Float32Array (of any realm: the
+ * kernel copies float32 values with its `set`), whose output (its part's cols x rows, else
+ * outW x outH) is not a whole number of columns and rows (the loops would write whole rows of
+ * planes a fractional size apart, past its cells), or whose cells do not fit its array from its offset.
  */
 export function checkJobs(jobs: readonly PoolJob[]): void {
   for (let n = 0; n < jobs.length; n++) {
     const { outW, outH, part, dst, offset } = jobs[n];
+    const kind = Object.prototype.toString.call(dst);
+    if (!ArrayBuffer.isView(dst) || kind !== '[object Float32Array]') throw new RangeError(`pooling job ${n}: its array must be a Float32Array, not ${kind}`);
     const cols = part ? part.cols : outW;
     const rows = part ? part.rows : outH;
     if (!(Number.isInteger(cols) && Number.isInteger(rows))) {
