@@ -201,8 +201,8 @@ export class IntegralImage {
 
 /**
  * Throws a RangeError when `img` is not a picture to pool: its width and height must be
- * non-negative integers and its data bytes (a Uint8Array, Buffer or Uint8ClampedArray, of any
- * realm) holding at least width * height * 3 of them. Pooling a shorter buffer would read past
+ * non-negative integers, and its data must be bytes (a Uint8Array, Buffer or Uint8ClampedArray,
+ * of any realm) and hold at least width * height * 3 of them. Pooling a shorter buffer would read past
  * it: IntegralImage's sums would take the missing pixels as black, and the WebAssembly kernel
  * would read what an earlier picture left in its memory. The kernel reads data's bytes (none of a
  * plain array), where IntegralImage reads its elements: other element types would differ.
