@@ -229,10 +229,15 @@ export function checkPicture(img: RgbImage): void {
  * planes a fractional size apart, past its cells), or whose cells do not fit its array from its offset.
  */
 export function checkJobs(jobs: readonly PoolJob[]): void {
+  let checked: unknown;
   for (let n = 0; n < jobs.length; n++) {
     const { outW, outH, part, dst, offset } = jobs[n];
-    const kind = Object.prototype.toString.call(dst);
-    if (!ArrayBuffer.isView(dst) || kind !== '[object Float32Array]') throw new RangeError(`pooling job ${n}: its array must be a Float32Array, not ${kind}`);
+    // Once per array: a batch's jobs (hundreds of crops) share one.
+    if (dst !== checked) {
+      const kind = Object.prototype.toString.call(dst);
+      if (!ArrayBuffer.isView(dst) || kind !== '[object Float32Array]') throw new RangeError(`pooling job ${n}: its array must be a Float32Array, not ${kind}`);
+      checked = dst;
+    }
     const cols = part ? part.cols : outW;
     const rows = part ? part.rows : outH;
     if (!(Number.isInteger(cols) && Number.isInteger(rows))) {

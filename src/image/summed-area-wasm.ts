@@ -291,7 +291,7 @@ function tiledRange(bands: readonly Band[]): { start: number; end: number } | un
 /**
  * Sets of bands for one pass each: bands whose picture rectangles lie close together share a
  * pass. A pass reads every pixel of the rectangle covering its bands, so a band joins the set
- * where that rectangle grows by the least, when it grows by less than the band's own area and
+ * where that rectangle grows by the least, when it grows by less than the band's own area plus
  * PASS_PIXELS (about what a pass costs beyond its pixels); sets are then merged by the same rule.
  */
 function clusters(bands: readonly Band[], img: { width: number; height: number }): Band[][] {
@@ -313,15 +313,19 @@ function clusters(bands: readonly Band[], img: { width: number; height: number }
       best.bands.push(band);
     }
   }
+  // Sweeps until one merges nothing; a set that took another is compared again with the rest
+  // (restarting from the first set after each merge made this cubic in the number of sets).
   for (let merged = true; merged; ) {
     merged = false;
-    for (let a = 0; a < sets.length && !merged; a++) {
-      for (let b = a + 1; b < sets.length && !merged; b++) {
+    for (let a = 0; a < sets.length; a++) {
+      for (let b = a + 1; b < sets.length; ) {
         if (unionArea(sets[a].rect, sets[b].rect) - area(sets[a].rect) - area(sets[b].rect) < PASS_PIXELS) {
-          sets[a] = { rect: union(sets[a].rect, sets[b].rect), bands: [...sets[a].bands, ...sets[b].bands] };
+          sets[a].rect = union(sets[a].rect, sets[b].rect);
+          for (const band of sets[b].bands) sets[a].bands.push(band);
           sets.splice(b, 1);
           merged = true;
-        }
+          b = a + 1;
+        } else b++;
       }
     }
   }
@@ -347,7 +351,6 @@ function bandRect(band: Band, img: { width: number; height: number }): Rect {
   const { job, first, rows, cols } = band;
   const col = job.part?.col ?? 0;
   const row = (job.part?.row ?? 0) + first;
-  const clip = (v: number, hi: number) => Math.min(hi, Math.max(0, v));
   return {
     x1: clip(job.x0 + Math.floor((col * job.srcW) / job.outW), img.width),
     y1: clip(job.y0 + Math.floor((row * job.srcH) / job.outH), img.height),
@@ -356,6 +359,7 @@ function bandRect(band: Band, img: { width: number; height: number }): Rect {
   };
 }
 
+const clip = (v: number, hi: number) => Math.min(hi, Math.max(0, v));
 const area = (r: Rect) => (r.x2 - r.x1) * (r.y2 - r.y1);
 const union = (a: Rect, b: Rect): Rect => ({ x1: Math.min(a.x1, b.x1), y1: Math.min(a.y1, b.y1), x2: Math.max(a.x2, b.x2), y2: Math.max(a.y2, b.y2) });
 const unionArea = (a: Rect, b: Rect) => (Math.max(a.x2, b.x2) - Math.min(a.x1, b.x1)) * (Math.max(a.y2, b.y2) - Math.min(a.y1, b.y1));
@@ -406,6 +410,9 @@ const KERNEL_LIMIT = 2 ** 24;
 /** Most pixels a window may hold in the kernel: its int32 sums are exact below 2^31 / 255. */
 const KERNEL_WINDOW_PIXELS = 8_000_000;
 
+const size = (v: number) => Number.isInteger(v) && v >= 1 && v <= KERNEL_LIMIT;
+const cell = (v: number) => Number.isInteger(v) && v >= 0 && v <= KERNEL_LIMIT;
+
 /**
  * Whether the kernel can run `job`: integer coordinates and sizes of at most 2^24, output sizes
  * of at least 1, a part from a cell (col, row) >= 0 of no negative size (the kernel's integer
@@ -415,8 +422,6 @@ const KERNEL_WINDOW_PIXELS = 8_000_000;
  */
 export function kernelJob(job: PoolJob): boolean {
   const { x0, y0, srcW, srcH, outW, outH, part } = job;
-  const size = (v: number) => Number.isInteger(v) && v >= 1 && v <= KERNEL_LIMIT;
-  const cell = (v: number) => Number.isInteger(v) && v >= 0 && v <= KERNEL_LIMIT;
   return (
     Number.isInteger(x0) &&
     Number.isInteger(y0) &&
