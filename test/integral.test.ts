@@ -319,7 +319,7 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
   it('copies crops of one array back at once only when they tile a range of it: a gap between two, or crops of two sizes, stay as they are', () => {
     const img = randomImage(200, 150, 26);
     for (const count of [5, 40]) {
-      for (const shape of ['tiled', 'gap', 'two sizes'] as const) {
+      for (const shape of ['tiled', 'tiled out of order', 'gap', 'two sizes'] as const) {
         const sizeOf = (n: number) => (shape === 'two sizes' && n % 2 === 1 ? 12 : 24);
         const offsets: number[] = [];
         let at = 3;
@@ -327,6 +327,8 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
           offsets.push(at);
           at += 3 * sizeOf(n) ** 2 + (shape === 'gap' && n === count >> 1 ? 7 : 0);
         }
+        // The jobs' order owes nothing to their offsets (the crops of a batch come in any order).
+        if (shape === 'tiled out of order') offsets.reverse();
         const dst = new Float32Array(at + 3).fill(NaN);
         const jobs: PoolJob[] = offsets.map((offset, n) => ({ x0: (n * 37) % 180 - 5, y0: (n * 23) % 130 - 5, srcW: 20 + (n % 9), srcH: 18 + (n % 7), outW: sizeOf(n), outH: sizeOf(n), dst, offset }));
         const got = poolBoth(img, jobs);
@@ -388,6 +390,8 @@ describe('area pooling in WebAssembly (AreaPooler)', () => {
       ['a part of 2.5 x 2 cells', { outW: 8, outH: 6, part: { col: 0, row: 0, cols: 2.5, rows: 2 } }],
       ['an output of 2 x 2.5', { outW: 2, outH: 2.5 }],
       ['an output of 1.5 x 3.5', { outW: 1.5, outH: 3.5 }],
+      ['an output of NaN columns', { outW: NaN }],
+      ['a part of infinitely many rows', { outW: 8, outH: 6, part: { col: 0, row: 0, cols: 2, rows: Infinity } }],
     ];
     for (const pool of [(jobs: PoolJob[]) => table.pool(jobs, 127.5, 0.0078125), (jobs: PoolJob[]) => pooler.pool(img, jobs, 127.5, 0.0078125)]) {
       for (const [what, shape] of shapes) {
